@@ -1,0 +1,310 @@
+#include "ctx.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* Ids are unique per run without coordination: 16 bits of stage, 8 of
+ * worker, 40 of sequence (a trillion records per worker). */
+#define ID_STAGE_SHIFT 48
+#define ID_WORKER_SHIFT 40
+
+static int s_pack_write(void *data, const char *buf, size_t len)
+{
+    return sl__batch_write(&((sl_ctx_t *)data)->out, buf, len);
+}
+
+int sl__ctx_init(sl_ctx_t *ctx, const char *stage, unsigned stage_index,
+                 unsigned worker, unsigned workers, int is_source,
+                 uint32_t max_batch, const atomic_int *stopping)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->stage = stage;
+    ctx->stage_index = stage_index;
+    ctx->worker = worker;
+    ctx->workers = workers;
+    ctx->is_source = is_source;
+    ctx->max_batch = max_batch ? max_batch : 1;
+    ctx->stopping = stopping;
+    sl__batch_init(&ctx->out);
+    msgpack_packer_init(&ctx->pk, ctx, s_pack_write);
+    if (!msgpack_zone_init(&ctx->zone, 4096))
+        return -ENOMEM;
+    return 0;
+}
+
+void sl__ctx_fini(sl_ctx_t *ctx)
+{
+    sl__batch_fini(&ctx->out);
+    msgpack_zone_destroy(&ctx->zone);
+}
+
+uint64_t sl__ctx_fresh_id(sl_ctx_t *ctx)
+{
+    return ((uint64_t)(ctx->stage_index + 1) << ID_STAGE_SHIFT) |
+           ((uint64_t)(ctx->worker & 0xff) << ID_WORKER_SHIFT) |
+           (ctx->next_seq++ & ((1ull << ID_WORKER_SHIFT) - 1));
+}
+
+void sl__ctx_begin_record(sl_ctx_t *ctx, sl_record_t *rec,
+                          const sl_envelope_t *env, const char *data,
+                          size_t len)
+{
+    rec->env = *env;
+    rec->data = data;
+    rec->len = len;
+    rec->zone = &ctx->zone;
+    rec->decoded = 0;
+    ctx->cur = rec;
+    ctx->emitted = 0;
+    ctx->prio_set = 0;
+    ctx->has_err = 0;
+}
+
+void sl__ctx_end_record(sl_ctx_t *ctx)
+{
+    if (ctx->packing) {
+        sl__batch_abort(&ctx->out);
+        ctx->packing = 0;
+    }
+    ctx->cur = NULL;
+    msgpack_zone_clear(&ctx->zone);
+}
+
+void sl__ctx_begin_pull(sl_ctx_t *ctx, size_t budget)
+{
+    ctx->cur = NULL;
+    ctx->emitted = 0;
+    ctx->budget = budget;
+    ctx->prio_set = 0;
+    ctx->has_err = 0;
+}
+
+void sl__ctx_begin_flush(sl_ctx_t *ctx)
+{
+    ctx->cur = NULL;
+    ctx->emitted = 0;
+    ctx->budget = 0;
+    ctx->prio_set = 0;
+    ctx->has_err = 0;
+}
+
+/* ---- records ---- */
+
+uint64_t sl_record_id(const sl_record_t *rec) { return rec->env.id; }
+uint64_t sl_record_ts(const sl_record_t *rec) { return rec->env.ts_ns; }
+uint32_t sl_record_attempts(const sl_record_t *rec)
+{
+    return rec->env.attempts;
+}
+uint8_t sl_record_priority(const sl_record_t *rec)
+{
+    return rec->env.priority;
+}
+
+const void *sl_record_data(const sl_record_t *rec, size_t *len)
+{
+    *len = rec->len;
+    return rec->data;
+}
+
+int sl_record_map(sl_record_t *rec, const msgpack_object **map)
+{
+    if (rec->decoded == 0) {
+        size_t off = 0;
+        msgpack_unpack_return r = msgpack_unpack(rec->data, rec->len, &off,
+                                                 rec->zone, &rec->obj);
+        rec->decoded = (r == MSGPACK_UNPACK_SUCCESS && off == rec->len &&
+                        rec->obj.type == MSGPACK_OBJECT_MAP)
+                           ? 1
+                           : -1;
+    }
+    if (rec->decoded < 0)
+        return -EBADMSG;
+    *map = &rec->obj;
+    return 0;
+}
+
+msgpack_zone *sl_record_zone(sl_record_t *rec) { return rec->zone; }
+
+const msgpack_object *sl_map_getn(const msgpack_object *map, const char *key,
+                                  size_t keylen)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    const msgpack_object_kv *kv = map->via.map.ptr;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &kv[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == keylen &&
+            memcmp(k->via.str.ptr, key, keylen) == 0)
+            return &kv[i].val;
+    }
+    return NULL;
+}
+
+const msgpack_object *sl_map_get(const msgpack_object *map, const char *path)
+{
+    const msgpack_object *cur = map;
+    for (;;) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        cur = sl_map_getn(cur, path, n);
+        if (!cur || !dot)
+            return cur;
+        path = dot + 1;
+    }
+}
+
+/* ---- emitting ---- */
+
+static int s_emit_env(sl_ctx_t *ctx, sl_envelope_t *env)
+{
+    if (ctx->packing)
+        return -EBUSY;
+    if (ctx->no_emit)
+        return -EPERM;
+    if (ctx->is_source && ctx->emitted >= ctx->budget)
+        return -ENOBUFS;
+    if (ctx->out.count >= ctx->max_batch && ctx->on_full) {
+        int rc = ctx->on_full(ctx, ctx->on_full_arg);
+        if (rc)
+            return rc;
+    }
+    if (ctx->cur) {
+        *env = ctx->cur->env;
+        if (ctx->emitted > 0)
+            env->id = sl__ctx_fresh_id(ctx);
+    } else {
+        env->id = sl__ctx_fresh_id(ctx);
+        env->ts_ns = sl_now_ns();
+        env->attempts = 0;
+        env->priority = 0;
+        env->flags = 0;
+    }
+    if (ctx->prio_set)
+        env->priority = ctx->prio;
+    return 0;
+}
+
+int sl_emit_raw(sl_ctx_t *ctx, const void *data, size_t len)
+{
+    sl_envelope_t env;
+    int rc = s_emit_env(ctx, &env);
+    if (rc)
+        return rc;
+    rc = sl__batch_append(&ctx->out, &env, data, len);
+    if (rc == 0)
+        ctx->emitted++;
+    return rc;
+}
+
+msgpack_packer *sl_emit_begin(sl_ctx_t *ctx)
+{
+    sl_envelope_t env;
+    if (s_emit_env(ctx, &env) != 0)
+        return NULL;
+    if (sl__batch_begin(&ctx->out, &env) != 0)
+        return NULL;
+    ctx->packing = 1;
+    return &ctx->pk;
+}
+
+static int s_is_map_head(unsigned char c)
+{
+    return (c & 0xf0) == 0x80 || c == 0xde || c == 0xdf;
+}
+
+int sl_emit_commit(sl_ctx_t *ctx)
+{
+    if (!ctx->packing)
+        return -EINVAL;
+    ctx->packing = 0;
+    size_t start = ctx->out.open + SL_ENV_SIZE;
+    if (ctx->out.len <= start ||
+        !s_is_map_head((unsigned char)ctx->out.data[start])) {
+        sl__batch_abort(&ctx->out);
+        return -EBADMSG;
+    }
+    int rc = sl__batch_commit(&ctx->out, NULL);
+    if (rc == 0)
+        ctx->emitted++;
+    return rc;
+}
+
+int sl_emit_object(sl_ctx_t *ctx, const msgpack_object *map)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return -EINVAL;
+    msgpack_packer *pk = sl_emit_begin(ctx);
+    if (!pk)
+        return ctx->packing ? -EBUSY : -ENOBUFS;
+    if (msgpack_pack_object(pk, *map) != 0) {
+        sl__batch_abort(&ctx->out);
+        ctx->packing = 0;
+        return -ENOMEM;
+    }
+    return sl_emit_commit(ctx);
+}
+
+void sl_emit_priority(sl_ctx_t *ctx, uint8_t priority)
+{
+    ctx->prio_set = 1;
+    ctx->prio = priority;
+}
+
+/* ---- context ---- */
+
+size_t sl_ctx_budget(const sl_ctx_t *ctx)
+{
+    return ctx->budget > ctx->emitted ? ctx->budget - ctx->emitted : 0;
+}
+
+int sl_ctx_stopping(const sl_ctx_t *ctx)
+{
+    return ctx->stopping ? atomic_load_explicit(ctx->stopping,
+                                                memory_order_relaxed)
+                         : 0;
+}
+
+const char *sl_ctx_stage(const sl_ctx_t *ctx) { return ctx->stage; }
+unsigned sl_ctx_worker(const sl_ctx_t *ctx) { return ctx->worker; }
+unsigned sl_ctx_workers(const sl_ctx_t *ctx) { return ctx->workers; }
+
+int sl_ctx_error(sl_ctx_t *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+    va_end(ap);
+    ctx->has_err = 1;
+    return -EINVAL;
+}
+
+void sl_ctx_input_error(sl_ctx_t *ctx, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (ctx->on_input_error)
+        ctx->on_input_error(ctx, msg, ctx->on_input_error_arg);
+    else
+        sl_log(ctx, SL_LOG_WARN, "%s", msg);
+}
+
+uint64_t sl_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t sl_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,78 @@
+/*
+ * Worker contexts and records as the host sees them: what sits behind the
+ * opaque sl_ctx_t and sl_record_t of <sluice/stage.h>. One context per
+ * worker, used only by that worker's thread.
+ */
+#ifndef SL_CTX_H
+#define SL_CTX_H
+
+#include "batch.h"
+#include <sluice/stage.h>
+#include <stdatomic.h>
+
+struct sl_record {
+    sl_envelope_t env;
+    const char *data;
+    size_t len;
+    msgpack_zone *zone;  /* the worker's, cleared after each record */
+    msgpack_object obj;
+    int decoded;         /* 0 not yet, 1 ok, -1 not a single map */
+};
+
+/* Called by emit when the output batch is full, to hand it off before the
+ * next record goes in. Returns 0 or a negative code (then emit fails). */
+typedef int (*sl_ctx_full_fn)(sl_ctx_t *ctx, void *arg);
+/* Called for every sl_ctx_input_error(). */
+typedef void (*sl_ctx_input_error_fn)(sl_ctx_t *ctx, const char *msg,
+                                      void *arg);
+
+struct sl_ctx {
+    const char *stage;
+    unsigned stage_index;
+    unsigned worker;
+    unsigned workers;
+    int is_source;
+    int no_emit;             /* sinks: emitting is a bug */
+
+    sl_batch_t out;          /* emitted records, owned by the context */
+    uint32_t max_batch;      /* hand off when out.count reaches this */
+    sl_ctx_full_fn on_full;
+    void *on_full_arg;
+    sl_ctx_input_error_fn on_input_error;
+    void *on_input_error_arg;
+
+    sl_record_t *cur;        /* the record being handled (transforms) */
+    uint32_t emitted;        /* records emitted for cur / in this pull */
+    size_t budget;           /* sources: allowed in this pull */
+    uint64_t next_seq;       /* for fresh ids */
+    int prio_set;
+    uint8_t prio;
+    msgpack_packer pk;       /* writes into out */
+    int packing;             /* between emit_begin and emit_commit */
+
+    const atomic_int *stopping;
+    char err[512];
+    int has_err;
+    msgpack_zone zone;
+};
+
+/* Sets up a context for one worker. 0 or -ENOMEM. */
+int sl__ctx_init(sl_ctx_t *ctx, const char *stage, unsigned stage_index,
+                 unsigned worker, unsigned workers, int is_source,
+                 uint32_t max_batch, const atomic_int *stopping);
+void sl__ctx_fini(sl_ctx_t *ctx);
+
+/* Prepares rec (pointing into a received batch) for a handler call. */
+void sl__ctx_begin_record(sl_ctx_t *ctx, sl_record_t *rec,
+                          const sl_envelope_t *env, const char *data,
+                          size_t len);
+/* Ends the call: clears the zone and per-call state. */
+void sl__ctx_end_record(sl_ctx_t *ctx);
+/* Prepares a source pull with a budget. */
+void sl__ctx_begin_pull(sl_ctx_t *ctx, size_t budget);
+/* Prepares a flush() call (no current record; emits get fresh ids). */
+void sl__ctx_begin_flush(sl_ctx_t *ctx);
+/* A fresh, run-unique record id. */
+uint64_t sl__ctx_fresh_id(sl_ctx_t *ctx);
+
+#endif

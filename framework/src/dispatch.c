@@ -1,0 +1,534 @@
+#include "endian.h"
+#include "log.h"
+#include "run.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RELAXED memory_order_relaxed
+
+/* A broadcast batch goes to several links without copying: each ZeroMQ
+ * message holds one reference. */
+typedef struct s_shared {
+    atomic_int refs;
+    char *buf;
+} s_shared_t;
+
+static void s_free_plain(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+static void s_free_shared(void *data, void *hint)
+{
+    (void)data;
+    s_shared_t *sh = hint;
+    if (atomic_fetch_sub(&sh->refs, 1) == 1) {
+        free(sh->buf);
+        free(sh);
+    }
+}
+
+static void s_fail(sl_runner_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void s_fail(sl_runner_t *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sl__vlog(SL_LOG_ERROR, r->spec->name, -1, fmt, ap);
+    va_end(ap);
+    atomic_store(&r->failed, 1);
+    atomic_store(&r->run->failed, 1);
+    atomic_store(&r->run->aborting, 1);
+}
+
+static void s_update_held(sl_runner_t *r, uint32_t held)
+{
+    atomic_store_explicit(&r->held_now, held, RELAXED);
+    if (held > atomic_load_explicit(&r->held_max, RELAXED))
+        atomic_store_explicit(&r->held_max, held, RELAXED);
+}
+
+static int s_send_credit(sl_runner_t *r, size_t link, uint32_t n)
+{
+    unsigned char msg[SL_MSG_CREDIT_SIZE];
+    sl__msg_credit(msg, n);
+    if (zmq_send(r->in_sock, r->in_ident[link], 5, ZMQ_SNDMORE) < 0 ||
+        zmq_send(r->in_sock, msg, sizeof(msg), 0) < 0) {
+        s_fail(r, "cannot send credit upstream: %s", zmq_strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Splits a batch by the hash of the partition key so that equal keys
+ * always reach the same worker, in arrival order. */
+static uint64_t s_hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static uint64_t s_hash_key(const msgpack_object *o)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)(o ? o->type : 0xff);
+    if (!o)
+        return h;
+    switch (o->type) {
+    case MSGPACK_OBJECT_STR:
+        return s_hash_bytes(h, o->via.str.ptr, o->via.str.size);
+    case MSGPACK_OBJECT_BIN:
+        return s_hash_bytes(h, o->via.bin.ptr, o->via.bin.size);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: {
+        /* 5 and 5u must land together */
+        uint64_t v = o->via.u64;
+        return s_hash_bytes(0xcbf29ce484222325ull, &v, sizeof(v));
+    }
+    case MSGPACK_OBJECT_BOOLEAN:
+        return s_hash_bytes(h, &o->via.boolean, sizeof(o->via.boolean));
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return s_hash_bytes(h, &o->via.f64, sizeof(o->via.f64));
+    default:
+        return h; /* maps, arrays, nil: all in one partition */
+    }
+}
+
+static int s_enqueue_partitioned(sl_runner_t *r, zmq_msg_t *msg,
+                                 uint32_t link)
+{
+    unsigned n = r->n_workers;
+    sl_batch_t *parts = calloc(n, sizeof(*parts));
+    if (!parts)
+        return -ENOMEM;
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 2048);
+    sl_batch_iter_t it;
+    sl__batch_iter_init(&it, zmq_msg_data(msg), zmq_msg_size(msg), NULL);
+    sl_envelope_t env;
+    const char *payload;
+    size_t plen;
+    int rc = 0;
+    while (rc == 0 && sl__batch_next(&it, &env, &payload, &plen) == 1) {
+        msgpack_object obj;
+        size_t off = 0;
+        const msgpack_object *key = NULL;
+        if (msgpack_unpack(payload, plen, &off, &zone, &obj) ==
+            MSGPACK_UNPACK_SUCCESS)
+            key = sl_map_get(&obj, r->spec->partition_by);
+        unsigned w = (unsigned)(s_hash_key(key) % n);
+        rc = sl__batch_append(&parts[w], &env, payload, plen);
+        msgpack_zone_clear(&zone);
+    }
+    msgpack_zone_destroy(&zone);
+    sl_work_t *items[n];
+    memset(items, 0, sizeof(items));
+    for (unsigned w = 0; w < n && rc == 0; w++) {
+        if (!parts[w].count)
+            continue;
+        items[w] = calloc(1, sizeof(sl_work_t));
+        if (!items[w]) {
+            rc = -ENOMEM;
+            break;
+        }
+        items[w]->count = parts[w].count;
+        items[w]->link = link;
+        items[w]->owned_buf = sl__batch_release(&parts[w], &items[w]->owned_len);
+        if (!items[w]->owned_buf)
+            rc = -ENOMEM;
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&r->mu);
+        for (unsigned w = 0; w < n; w++) {
+            if (!items[w])
+                continue;
+            sl_worker_t *wk = &r->workers[w];
+            if (wk->q_tail)
+                wk->q_tail->next = items[w];
+            else
+                wk->q_head = items[w];
+            wk->q_tail = items[w];
+            r->inflight++;
+        }
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    } else {
+        for (unsigned w = 0; w < n; w++)
+            if (items[w]) {
+                free(items[w]->owned_buf);
+                free(items[w]);
+            }
+    }
+    for (unsigned w = 0; w < n; w++)
+        sl__batch_fini(&parts[w]);
+    free(parts);
+    zmq_msg_close(msg);
+    return rc;
+}
+
+static int s_enqueue(sl_runner_t *r, zmq_msg_t *msg, uint32_t link,
+                     uint32_t count)
+{
+    if (r->spec->partition_by && r->n_workers > 1)
+        return s_enqueue_partitioned(r, msg, link);
+    sl_work_t *item = calloc(1, sizeof(*item));
+    if (!item) {
+        zmq_msg_close(msg);
+        return -ENOMEM;
+    }
+    zmq_msg_init(&item->msg);
+    zmq_msg_move(&item->msg, msg);
+    item->count = count;
+    item->link = link;
+    pthread_mutex_lock(&r->mu);
+    if (r->q_tail)
+        r->q_tail->next = item;
+    else
+        r->q_head = item;
+    r->q_tail = item;
+    r->inflight++;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return 0;
+}
+
+/* One message from an upstream link (identity frame already read). */
+static void s_on_input(sl_runner_t *r, uint32_t link, zmq_msg_t *msg)
+{
+    sl_msg_t m;
+    if (sl__msg_parse(zmq_msg_data(msg), zmq_msg_size(msg), &m) != 0) {
+        s_fail(r, "malformed message on input link %u (%zu bytes)", link,
+               zmq_msg_size(msg));
+        zmq_msg_close(msg);
+        return;
+    }
+    switch (m.type) {
+    case SL_MSG_HELLO: {
+        zmq_msg_close(msg);
+        uint32_t grant = sl__credit_rx_open(&r->rx, link);
+        if (grant)
+            s_send_credit(r, link, grant);
+        return;
+    }
+    case SL_MSG_DATA: {
+        uint32_t count;
+        if (sl__batch_validate(zmq_msg_data(msg), zmq_msg_size(msg), &count)) {
+            s_fail(r, "corrupt batch on input link %u", link);
+            zmq_msg_close(msg);
+            return;
+        }
+        if (sl__credit_rx_received(&r->rx, link, count) != 0) {
+            s_fail(r, "input link %u sent %u records beyond its credit", link,
+                   count);
+            zmq_msg_close(msg);
+            return;
+        }
+        r->in_received[link] += count;
+        s_update_held(r, sl__credit_rx_held(&r->rx));
+        if (count == 0) {
+            zmq_msg_close(msg);
+            return;
+        }
+        if (s_enqueue(r, msg, link, count) != 0)
+            s_fail(r, "out of memory queueing a batch");
+        return;
+    }
+    case SL_MSG_EOS:
+        zmq_msg_close(msg);
+        if (!r->in_eos[link]) {
+            r->in_eos[link] = 1;
+            r->in_expected[link] = m.sent;
+            r->eos_count++;
+        }
+        return;
+    default:
+        zmq_msg_close(msg);
+        s_fail(r, "unexpected message type '%c' on input link %u", m.type,
+               link);
+    }
+}
+
+static void s_drain_input(sl_runner_t *r)
+{
+    for (;;) {
+        zmq_msg_t ident, body;
+        zmq_msg_init(&ident);
+        if (zmq_msg_recv(&ident, r->in_sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ident);
+            return;
+        }
+        int more = zmq_msg_more(&ident);
+        uint32_t link = UINT32_MAX;
+        if (zmq_msg_size(&ident) == 5 &&
+            ((unsigned char *)zmq_msg_data(&ident))[0] == 'L')
+            link = sl__get_u32((unsigned char *)zmq_msg_data(&ident) + 1);
+        zmq_msg_close(&ident);
+        if (!more)
+            continue;
+        zmq_msg_init(&body);
+        if (zmq_msg_recv(&body, r->in_sock, 0) < 0) {
+            zmq_msg_close(&body);
+            return;
+        }
+        if (link >= r->rx.n_links) {
+            sl__log(SL_LOG_WARN, r->spec->name, -1,
+                    "message from an unknown peer dropped");
+            zmq_msg_close(&body);
+            continue;
+        }
+        s_on_input(r, link, &body);
+    }
+}
+
+static void s_drain_credit(sl_runner_t *r, size_t o)
+{
+    for (;;) {
+        unsigned char buf[64];
+        int n = zmq_recv(r->out_socks[o], buf, sizeof(buf), ZMQ_DONTWAIT);
+        if (n < 0)
+            return;
+        sl_msg_t m;
+        if (n > (int)sizeof(buf) || sl__msg_parse(buf, (size_t)n, &m) != 0 ||
+            m.type != SL_MSG_CREDIT) {
+            s_fail(r, "malformed message from downstream link %zu", o);
+            return;
+        }
+        r->tx[o].credit += m.credit;
+        r->tx[o].ready = 1;
+    }
+}
+
+static void s_release(sl_runner_t *r, const sl_done_t *d)
+{
+    if (!d->release)
+        return;
+    if (r->desc->kind == SL_STAGE_SOURCE) {
+        pthread_mutex_lock(&r->mu);
+        r->src_held -= d->release;
+        s_update_held(r, r->src_held);
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    } else {
+        sl__credit_rx_completed(&r->rx, d->link, d->release);
+        s_update_held(r, sl__credit_rx_held(&r->rx));
+    }
+}
+
+static int s_send_batch(sl_runner_t *r, size_t o, zmq_msg_t *m)
+{
+    if (zmq_msg_send(m, r->out_socks[o], ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(m);
+        s_fail(r, "cannot send to '%s': %s",
+               r->run->topo->stages[r->spec->outputs[o]].name,
+               zmq_strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Sends the head of the pending list if credit allows. 1 sent, 0 blocked,
+ * negative on error. Ownership of the buffer passes to ZeroMQ. */
+static int s_send_head(sl_runner_t *r, sl_done_t *d)
+{
+    size_t n_out = r->n_out;
+    if (r->spec->fanout == SL_FANOUT_ROUND_ROBIN && n_out > 1) {
+        for (size_t k = 0; k < n_out; k++) {
+            size_t o = (r->rr_next + k) % n_out;
+            if (!sl__credit_tx_can_send(&r->tx[o], d->count))
+                continue;
+            zmq_msg_t m;
+            if (zmq_msg_init_data(&m, d->buf, d->len, s_free_plain, NULL))
+                return -ENOMEM;
+            d->buf = NULL;
+            r->tx[o].credit -= d->count;
+            r->link_sent[o] += d->count;
+            r->rr_next = (o + 1) % n_out;
+            return s_send_batch(r, o, &m) == 0 ? 1 : -EIO;
+        }
+        return 0;
+    }
+    for (size_t o = 0; o < n_out; o++)
+        if (!sl__credit_tx_can_send(&r->tx[o], d->count))
+            return 0;
+    if (n_out == 1) {
+        zmq_msg_t m;
+        if (zmq_msg_init_data(&m, d->buf, d->len, s_free_plain, NULL))
+            return -ENOMEM;
+        d->buf = NULL;
+        r->tx[0].credit -= d->count;
+        r->link_sent[0] += d->count;
+        return s_send_batch(r, 0, &m) == 0 ? 1 : -EIO;
+    }
+    s_shared_t *sh = malloc(sizeof(*sh));
+    if (!sh)
+        return -ENOMEM;
+    atomic_init(&sh->refs, (int)n_out);
+    sh->buf = d->buf;
+    d->buf = NULL;
+    for (size_t o = 0; o < n_out; o++) {
+        zmq_msg_t m;
+        zmq_msg_init_data(&m, sh->buf, d->len, s_free_shared, sh);
+        r->tx[o].credit -= d->count;
+        r->link_sent[o] += d->count;
+        if (s_send_batch(r, o, &m) != 0)
+            return -EIO;
+    }
+    return 1;
+}
+
+/* Moves finished work to the pending list and sends what credit allows,
+ * in order (so per-worker order is kept end to end). */
+static void s_pump(sl_runner_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    sl_done_t *head = r->done_head;
+    sl_done_t *tail = r->done_tail;
+    r->done_head = r->done_tail = NULL;
+    pthread_mutex_unlock(&r->mu);
+    if (head) {
+        if (r->pend_tail)
+            r->pend_tail->next = head;
+        else
+            r->pend_head = head;
+        r->pend_tail = tail;
+    }
+    while (r->pend_head) {
+        sl_done_t *d = r->pend_head;
+        if (d->count) {
+            if (r->n_out == 0) {
+                /* a sink emitted: refused by emit, so unreachable */
+                free(d->buf);
+                d->buf = NULL;
+            } else {
+                int rc = s_send_head(r, d);
+                if (rc == 0)
+                    return;
+                if (rc < 0) {
+                    s_fail(r, "cannot send a batch downstream");
+                    return;
+                }
+                r->out_records += d->count;
+            }
+        }
+        s_release(r, d);
+        if (d->last)
+            r->lasts++;
+        r->pend_head = d->next;
+        if (!r->pend_head)
+            r->pend_tail = NULL;
+        free(d->buf);
+        free(d);
+    }
+}
+
+static void s_return_credit(sl_runner_t *r)
+{
+    for (size_t l = 0; l < r->rx.n_links; l++) {
+        uint32_t n = sl__credit_rx_take_return(&r->rx, l);
+        if (n && !r->in_eos[l])
+            s_send_credit(r, l, n);
+    }
+}
+
+static void s_send_eos(sl_runner_t *r)
+{
+    for (size_t o = 0; o < r->n_out; o++) {
+        unsigned char msg[SL_MSG_EOS_SIZE];
+        sl__msg_eos(msg, r->out_link[o], r->link_sent[o]);
+        if (zmq_send(r->out_socks[o], msg, sizeof(msg), 0) < 0)
+            s_fail(r, "cannot send end-of-stream: %s", zmq_strerror(errno));
+    }
+}
+
+/* True once every input has ended and every record taken in is handled. */
+static int s_inputs_done(sl_runner_t *r)
+{
+    if (r->desc->kind == SL_STAGE_SOURCE)
+        return 1;
+    if (r->eos_count < r->rx.n_links)
+        return 0;
+    for (size_t l = 0; l < r->rx.n_links; l++)
+        if (r->in_received[l] != r->in_expected[l])
+            return 0; /* EOS overtook data: cannot happen on one pipe */
+    pthread_mutex_lock(&r->mu);
+    int idle = r->inflight == 0;
+    pthread_mutex_unlock(&r->mu);
+    return idle;
+}
+
+void *sl__dispatcher_main(void *arg)
+{
+    sl_runner_t *r = arg;
+    sl_run_t *run = r->run;
+    size_t n_items = (r->in_sock ? 1 : 0) + r->n_out + 1;
+    zmq_pollitem_t items[n_items];
+    size_t k = 0;
+    if (r->in_sock)
+        items[k++] = (zmq_pollitem_t){.socket = r->in_sock, .events = ZMQ_POLLIN};
+    size_t out0 = k;
+    for (size_t o = 0; o < r->n_out; o++)
+        items[k++] = (zmq_pollitem_t){.socket = r->out_socks[o], .events = ZMQ_POLLIN};
+    items[k++] = (zmq_pollitem_t){.fd = r->efd, .events = ZMQ_POLLIN};
+
+    for (size_t o = 0; o < r->n_out; o++) {
+        unsigned char hello[SL_MSG_HELLO_SIZE];
+        sl__msg_hello(hello, r->out_link[o]);
+        if (zmq_send(r->out_socks[o], hello, sizeof(hello), 0) < 0)
+            s_fail(r, "cannot reach '%s': %s",
+                   run->topo->stages[r->spec->outputs[o]].name,
+                   zmq_strerror(errno));
+    }
+
+    int flushing = 0;
+    while (!atomic_load(&run->aborting)) {
+        /* A stop request is noticed by the sources themselves at their next
+         * pull; the timeout only bounds how late an abort is seen. */
+        int rc = zmq_poll(items, (int)n_items, 200);
+        if (rc < 0 && errno != EINTR) {
+            s_fail(r, "poll failed: %s", zmq_strerror(errno));
+            break;
+        }
+        if (items[n_items - 1].revents & ZMQ_POLLIN) {
+            uint64_t v;
+            ssize_t got = read(r->efd, &v, sizeof(v));
+            (void)got;
+        }
+        if (r->in_sock && (items[0].revents & ZMQ_POLLIN))
+            s_drain_input(r);
+        for (size_t o = 0; o < r->n_out; o++)
+            if (items[out0 + o].revents & ZMQ_POLLIN)
+                s_drain_credit(r, o);
+        s_pump(r);
+        s_return_credit(r);
+
+        if (!flushing && r->desc->kind != SL_STAGE_SOURCE && s_inputs_done(r)) {
+            flushing = 1;
+            pthread_mutex_lock(&r->mu);
+            r->flush_now = 1;
+            pthread_cond_broadcast(&r->cv);
+            pthread_mutex_unlock(&r->mu);
+        }
+        if (r->lasts == r->n_workers && !r->pend_head) {
+            s_send_eos(r);
+            break;
+        }
+    }
+    /* Workers waiting for work or credit must not outlive the dispatcher. */
+    pthread_mutex_lock(&r->mu);
+    if (atomic_load(&run->aborting))
+        r->stop = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    atomic_store(&r->finished, 1);
+    return NULL;
+}

@@ -1,0 +1,50 @@
+/*
+ * A single-stage harness: loads one plugin and drives it in-process,
+ * without the runtime, collecting what it emits. Used by the unit tests of
+ * every bundled stage.
+ */
+#ifndef SL_HARNESS_H
+#define SL_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl_harness sl_harness_t;
+
+/* Loads plugin `name` (searched like the runtime does) and inits one worker
+ * with config given as YAML text (a map, or "" for none). Relative paths
+ * in the config resolve against `basedir` (NULL: the current directory).
+ * On failure returns NULL and writes the reason (config errors included)
+ * into err. */
+sl_harness_t *sl_harness_new(const char *name, const char *config_yaml,
+                             const char *basedir, char *err, size_t errlen);
+void sl_harness_destroy(sl_harness_t **h);
+
+/* Transform/sink: runs process() on one record given as JSON text (an
+ * object) or as msgpack bytes. Returns the handler's return code (a
+ * negative return is counted as an error, message in last_error), or
+ * -EBADMSG if the JSON is not an object. */
+int sl_harness_push_json(sl_harness_t *h, const char *json);
+int sl_harness_push_msgpack(sl_harness_t *h, const void *data, size_t len);
+/* Source: calls pull() until SL_EOF, at most max_calls times, with the given
+ * budget per call. Returns 0 at EOF, the negative code of a fatal error, or
+ * -ETIMEDOUT if max_calls ran out. */
+int sl_harness_pull_all(sl_harness_t *h, size_t budget, size_t max_calls);
+/* Calls flush() on the worker. */
+int sl_harness_flush(sl_harness_t *h);
+
+/* What came out so far, each as compact JSON (keys in emitted order; bin as
+ * base64 string; floats with %.17g trimmed). Pointers stay valid until the
+ * harness is destroyed. */
+size_t sl_harness_count(const sl_harness_t *h);
+const char *sl_harness_output(const sl_harness_t *h, size_t i);
+/* The raw msgpack bytes of output i. */
+const void *sl_harness_output_msgpack(const sl_harness_t *h, size_t i,
+                                      size_t *len);
+/* Failed records and input errors so far, and the newest message. */
+size_t sl_harness_errors(const sl_harness_t *h);
+const char *sl_harness_last_error(const sl_harness_t *h);
+/* Input-unit accounting for sources: units read (records + input errors). */
+uint64_t sl_harness_read(const sl_harness_t *h);
+
+#endif

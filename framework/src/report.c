@@ -1,0 +1,158 @@
+/* The end of a run: the ledger check, the summary table, the JSON report. */
+#include "log.h"
+#include "run.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag)
+{
+    size_t before = diag->count;
+    const sl_topology_t *topo = run->topo;
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        const char *name = r->spec->name;
+        sl_stage_stats_t st;
+        sl__run_stats(run, i, &st);
+        switch (r->desc->kind) {
+        case SL_STAGE_SOURCE:
+            if (st.read != st.ok + st.errors)
+                sl__diag_add(diag, "stage '%s': read %" PRIu64 " != emitted %"
+                             PRIu64 " + input errors %" PRIu64,
+                             name, st.read, st.ok, st.errors);
+            break;
+        case SL_STAGE_TRANSFORM:
+            if (st.in != st.ok + st.filtered + st.errors)
+                sl__diag_add(diag, "stage '%s': in %" PRIu64 " != passed %"
+                             PRIu64 " + filtered %" PRIu64 " + errors %" PRIu64,
+                             name, st.in, st.ok, st.filtered, st.errors);
+            break;
+        case SL_STAGE_SINK:
+            if (st.in != st.ok + st.errors)
+                sl__diag_add(diag, "stage '%s': in %" PRIu64 " != written %"
+                             PRIu64 " + errors %" PRIu64,
+                             name, st.in, st.ok, st.errors);
+            break;
+        }
+        /* Everything emitted must have left on the links. */
+        if (r->n_out) {
+            uint64_t total = 0;
+            for (size_t o = 0; o < r->n_out; o++) {
+                total += r->link_sent[o];
+                if (r->spec->fanout == SL_FANOUT_BROADCAST &&
+                    r->link_sent[o] != st.out)
+                    sl__diag_add(diag, "stage '%s': emitted %" PRIu64
+                                 " but sent %" PRIu64 " to '%s'",
+                                 name, st.out, r->link_sent[o],
+                                 topo->stages[r->spec->outputs[o]].name);
+            }
+            if (r->spec->fanout == SL_FANOUT_ROUND_ROBIN && total != st.out)
+                sl__diag_add(diag, "stage '%s': emitted %" PRIu64
+                             " but sent %" PRIu64 " in all",
+                             name, st.out, total);
+        }
+        /* Every link delivers what its sender counted. */
+        uint64_t received = 0;
+        for (size_t l = 0; l < r->spec->n_inputs; l++) {
+            const sl_runner_t *up = &run->runners[r->spec->inputs[l]];
+            uint64_t sent = 0;
+            for (size_t o = 0; o < up->n_out; o++)
+                if (up->spec->outputs[o] == i)
+                    sent = up->link_sent[o];
+            received += r->in_received[l];
+            if (!r->in_eos[l])
+                sl__diag_add(diag, "link '%s' -> '%s': no end-of-stream",
+                             up->spec->name, name);
+            if (r->in_received[l] != sent)
+                sl__diag_add(diag, "link '%s' -> '%s': sent %" PRIu64
+                             ", received %" PRIu64,
+                             up->spec->name, name, sent, r->in_received[l]);
+        }
+        if (r->spec->n_inputs && received != st.in)
+            sl__diag_add(diag, "stage '%s': received %" PRIu64
+                         " but handled %" PRIu64,
+                         name, received, st.in);
+    }
+    return diag->count == before ? 0 : -EBADMSG;
+}
+
+static const char *s_kind(sl_stage_kind_t k)
+{
+    return k == SL_STAGE_SOURCE ? "source" : k == SL_STAGE_SINK ? "sink" : "transform";
+}
+
+void sl__run_print_summary(sl_run_t *run, FILE *f)
+{
+    fprintf(f, "%-16s %-12s %7s %10s %10s %9s %8s %15s %8s\n", "stage",
+            "plugin", "workers", "in", "out", "filtered", "errors",
+            "max queue/cap", "busy s");
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        sl_stage_stats_t st;
+        sl__run_stats(run, i, &st);
+        char in[24], queue[32];
+        if (r->desc->kind == SL_STAGE_SOURCE)
+            snprintf(in, sizeof(in), "%" PRIu64 "r", st.read);
+        else
+            snprintf(in, sizeof(in), "%" PRIu64, st.in);
+        snprintf(queue, sizeof(queue), "%u/%u", st.held_max, st.capacity);
+        fprintf(f, "%-16s %-12s %7u %10s %10" PRIu64 " %9" PRIu64 " %8" PRIu64
+                " %15s %8.2f\n",
+                r->spec->name, r->spec->plugin_name, st.workers, in, st.out,
+                st.filtered, st.errors, queue, st.busy_s);
+    }
+}
+
+static void s_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+int sl__run_write_report(sl_run_t *run, const char *path, int ledger_ok)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    double elapsed = sl__run_elapsed_s(run);
+    fprintf(f, "{\"topology\":");
+    s_json_str(f, run->topo->name);
+    fprintf(f, ",\"elapsed_s\":%.6f,\"ledger_ok\":%s,\"failed\":%s,\"stages\":[",
+            elapsed, ledger_ok ? "true" : "false",
+            atomic_load(&run->failed) ? "true" : "false");
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        sl_stage_stats_t st;
+        sl__run_stats(run, i, &st);
+        fprintf(f, "%s{\"name\":", i ? "," : "");
+        s_json_str(f, r->spec->name);
+        fprintf(f, ",\"plugin\":");
+        s_json_str(f, r->spec->plugin_name);
+        fprintf(f,
+                ",\"kind\":\"%s\",\"workers\":%u,\"queue\":%u,\"read\":%" PRIu64
+                ",\"in\":%" PRIu64 ",\"out\":%" PRIu64 ",\"filtered\":%" PRIu64
+                ",\"errors\":%" PRIu64 ",\"sent\":%" PRIu64
+                ",\"max_queue\":%u,\"busy_s\":%.6f",
+                s_kind(r->desc->kind), st.workers, st.capacity, st.read, st.in,
+                st.out, st.filtered, st.errors, st.sent, st.held_max, st.busy_s);
+        if (r->desc->kind == SL_STAGE_SINK)
+            fprintf(f,
+                    ",\"latency_ns\":{\"count\":%" PRIu64 ",\"p50\":%" PRIu64
+                    ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64 "}",
+                    st.lat_count, st.lat_p50, st.lat_p90, st.lat_p99, st.lat_max);
+        fputc('}', f);
+    }
+    fprintf(f, "]}\n");
+    return fclose(f) == 0 ? 0 : -errno;
+}

@@ -1,0 +1,343 @@
+#include "run.h"
+#include "endian.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define RELAXED memory_order_relaxed
+
+static atomic_ulong s_run_ids;
+
+static void s_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void s_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void *s_socket(sl_run_t *run, int type)
+{
+    void *s = zmq_socket(run->zctx, type);
+    if (!s)
+        return NULL;
+    /* The bound comes from credit; ZeroMQ must never drop or block. */
+    int zero = 0, one = 1;
+    zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof(zero));
+    zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof(zero));
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
+    if (type == ZMQ_ROUTER)
+        zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+    return s;
+}
+
+/* The largest output batch that every consumer's per-link share can take,
+ * so that a batch always fits once enough credit has come back. */
+static uint32_t s_out_batch(const sl_topology_t *topo, const sl_topo_stage_t *s)
+{
+    uint32_t b = s->batch ? s->batch : 1;
+    if (b > s->queue)
+        b = s->queue;
+    for (size_t o = 0; o < s->n_outputs; o++) {
+        const sl_topo_stage_t *c = &topo->stages[s->outputs[o]];
+        uint32_t share = c->queue / (uint32_t)c->n_inputs;
+        if (share < b)
+            b = share;
+    }
+    return b ? b : 1;
+}
+
+static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
+{
+    const sl_topology_t *topo = run->topo;
+    sl_runner_t *r = &run->runners[i];
+    const sl_topo_stage_t *s = &topo->stages[i];
+    r->run = run;
+    r->spec = s;
+    r->desc = s->plugin->desc;
+    r->index = i;
+    r->n_workers = s->workers ? s->workers : 1;
+    r->out_batch = s_out_batch(topo, s);
+    r->efd = -1;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    snprintf(r->endpoint, sizeof(r->endpoint), "inproc://sluice-%lu-%zu",
+             run->id, i);
+
+    r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (r->efd < 0) {
+        s_err(err, errlen, "stage '%s': eventfd: %s", s->name, strerror(errno));
+        return -errno;
+    }
+    if (s->n_inputs) {
+        if (sl__credit_rx_init(&r->rx, s->queue, s->n_inputs) != 0) {
+            s_err(err, errlen, "stage '%s': queue %u is smaller than its %zu inputs",
+                  s->name, s->queue, s->n_inputs);
+            return -EINVAL;
+        }
+        r->in_ident = calloc(s->n_inputs, sizeof(*r->in_ident));
+        r->in_eos = calloc(s->n_inputs, sizeof(*r->in_eos));
+        r->in_received = calloc(s->n_inputs, sizeof(*r->in_received));
+        r->in_expected = calloc(s->n_inputs, sizeof(*r->in_expected));
+        if (!r->in_ident || !r->in_eos || !r->in_received || !r->in_expected)
+            goto nomem;
+        for (size_t l = 0; l < s->n_inputs; l++) {
+            r->in_ident[l][0] = 'L';
+            sl__put_u32((unsigned char *)r->in_ident[l] + 1, (uint32_t)l);
+        }
+        r->in_sock = s_socket(run, ZMQ_ROUTER);
+        if (!r->in_sock || zmq_bind(r->in_sock, r->endpoint) != 0) {
+            s_err(err, errlen, "stage '%s': cannot bind %s: %s", s->name,
+                  r->endpoint, zmq_strerror(errno));
+            return -EIO;
+        }
+    }
+    if (s->n_outputs) {
+        r->n_out = s->n_outputs;
+        r->out_socks = calloc(r->n_out, sizeof(*r->out_socks));
+        r->out_link = calloc(r->n_out, sizeof(*r->out_link));
+        r->tx = calloc(r->n_out, sizeof(*r->tx));
+        r->link_sent = calloc(r->n_out, sizeof(*r->link_sent));
+        if (!r->out_socks || !r->out_link || !r->tx || !r->link_sent)
+            goto nomem;
+        for (size_t o = 0; o < r->n_out; o++) {
+            const sl_topo_stage_t *c = &topo->stages[s->outputs[o]];
+            for (size_t l = 0; l < c->n_inputs; l++)
+                if (c->inputs[l] == i)
+                    r->out_link[o] = (uint32_t)l;
+        }
+    }
+    return sl__worker_init_all(r, err, errlen);
+nomem:
+    s_err(err, errlen, "out of memory");
+    return -ENOMEM;
+}
+
+/* Consumers bind in s_setup_runner; producers connect once all are bound. */
+static int s_connect_outputs(sl_run_t *run, size_t i, char *err, size_t errlen)
+{
+    sl_runner_t *r = &run->runners[i];
+    for (size_t o = 0; o < r->n_out; o++) {
+        sl_runner_t *c = &run->runners[r->spec->outputs[o]];
+        void *s = s_socket(run, ZMQ_DEALER);
+        if (!s) {
+            s_err(err, errlen, "zmq_socket: %s", zmq_strerror(errno));
+            return -EIO;
+        }
+        r->out_socks[o] = s;
+        char ident[5];
+        ident[0] = 'L';
+        sl__put_u32((unsigned char *)ident + 1, r->out_link[o]);
+        zmq_setsockopt(s, ZMQ_ROUTING_ID, ident, sizeof(ident));
+        if (zmq_connect(s, c->endpoint) != 0) {
+            s_err(err, errlen, "stage '%s': cannot connect to %s: %s",
+                  r->spec->name, c->endpoint, zmq_strerror(errno));
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+sl_run_t *sl__run_new(const sl_topology_t *topo, char *err, size_t errlen)
+{
+    sl_run_t *run = calloc(1, sizeof(*run));
+    if (!run) {
+        s_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    run->topo = topo;
+    run->id = atomic_fetch_add(&s_run_ids, 1) + 1;
+    run->id = run->id * 100000ul + (unsigned long)getpid() % 100000ul;
+    run->zctx = zmq_ctx_new();
+    run->runners = calloc(topo->n_stages, sizeof(*run->runners));
+    if (!run->zctx || !run->runners) {
+        s_err(err, errlen, "out of memory");
+        goto fail;
+    }
+    run->n_runners = topo->n_stages;
+    for (size_t i = 0; i < topo->n_stages; i++)
+        if (s_setup_runner(run, i, err, errlen) != 0)
+            goto fail;
+    for (size_t i = 0; i < topo->n_stages; i++)
+        if (s_connect_outputs(run, i, err, errlen) != 0)
+            goto fail;
+    return run;
+fail:
+    sl__run_destroy(&run);
+    return NULL;
+}
+
+int sl__run_start(sl_run_t *run)
+{
+    run->t_start = sl_mono_ns();
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        int rc = sl__worker_start_all(r);
+        if (rc == 0) {
+            rc = -pthread_create(&r->dispatcher, NULL, sl__dispatcher_main, r);
+            if (rc == 0) {
+                r->dispatcher_started = 1;
+                char name[16];
+                snprintf(name, sizeof(name), "d:%.13s", r->spec->name);
+                pthread_setname_np(r->dispatcher, name);
+            }
+        }
+        if (rc) {
+            sl__log(SL_LOG_ERROR, r->spec->name, -1, "cannot start threads: %s",
+                    strerror(-rc));
+            sl__run_abort(run);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int sl__run_wait(sl_run_t *run)
+{
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        if (r->dispatcher_started) {
+            pthread_join(r->dispatcher, NULL);
+            r->dispatcher_started = 0;
+        }
+    }
+    for (size_t i = 0; i < run->n_runners; i++)
+        sl__worker_join_all(&run->runners[i]);
+    run->t_end = sl_mono_ns();
+    int failed = atomic_load(&run->failed) || atomic_load(&run->aborting);
+    for (size_t i = 0; i < run->n_runners; i++)
+        failed |= atomic_load(&run->runners[i].failed);
+    return failed ? -ECANCELED : 0;
+}
+
+void sl__run_stop(sl_run_t *run)
+{
+    atomic_store(&run->stopping, 1);
+}
+
+void sl__run_abort(sl_run_t *run)
+{
+    atomic_store(&run->stopping, 1);
+    atomic_store(&run->aborting, 1);
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        pthread_mutex_lock(&r->mu);
+        r->stop = 1;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static void s_runner_fini(sl_runner_t *r)
+{
+    if (!r->run)
+        return;
+    sl__worker_fini_all(r);
+    while (r->q_head) {
+        sl_work_t *item = r->q_head;
+        r->q_head = item->next;
+        sl__work_free(item);
+    }
+    for (sl_done_t *lists[2] = {r->done_head, r->pend_head}, **l = lists;
+         l < lists + 2; l++)
+        while (*l) {
+            sl_done_t *d = *l;
+            *l = d->next;
+            free(d->buf);
+            free(d);
+        }
+    if (r->in_sock)
+        zmq_close(r->in_sock);
+    for (size_t o = 0; o < r->n_out; o++)
+        if (r->out_socks && r->out_socks[o])
+            zmq_close(r->out_socks[o]);
+    if (r->efd >= 0)
+        close(r->efd);
+    sl__credit_rx_fini(&r->rx);
+    free(r->in_ident);
+    free(r->in_eos);
+    free(r->in_received);
+    free(r->in_expected);
+    free(r->out_socks);
+    free(r->out_link);
+    free(r->tx);
+    free(r->link_sent);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+}
+
+void sl__run_destroy(sl_run_t **runp)
+{
+    sl_run_t *run = runp ? *runp : NULL;
+    if (!run)
+        return;
+    int started = 0;
+    for (size_t i = 0; i < run->n_runners; i++)
+        started |= run->runners[i].dispatcher_started;
+    if (started) {
+        sl__run_abort(run);
+        sl__run_wait(run);
+    }
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl__worker_join_all(&run->runners[i]);
+        s_runner_fini(&run->runners[i]);
+    }
+    free(run->runners);
+    if (run->zctx)
+        zmq_ctx_term(run->zctx);
+    free(run);
+    *runp = NULL;
+}
+
+double sl__run_elapsed_s(const sl_run_t *run)
+{
+    uint64_t end = run->t_end ? run->t_end : sl_mono_ns();
+    return run->t_start ? (double)(end - run->t_start) / 1e9 : 0.0;
+}
+
+void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    sl_runner_t *r = &run->runners[stage];
+    out->capacity = r->spec->queue;
+    out->workers = r->n_workers;
+    uint64_t busy_ns = 0;
+    for (unsigned i = 0; i < r->n_workers; i++) {
+        sl_worker_stats_t *w = &r->workers[i].stats;
+        out->read += atomic_load_explicit(&w->read, RELAXED);
+        out->in += atomic_load_explicit(&w->in, RELAXED);
+        out->out += atomic_load_explicit(&w->emitted, RELAXED);
+        out->ok += atomic_load_explicit(&w->ok, RELAXED);
+        out->filtered += atomic_load_explicit(&w->filtered, RELAXED);
+        out->errors += atomic_load_explicit(&w->errors, RELAXED);
+        busy_ns += atomic_load_explicit(&w->busy_ns, RELAXED);
+        out->busy += (unsigned)atomic_load_explicit(&w->busy, RELAXED);
+    }
+    out->busy_s = (double)busy_ns / 1e9;
+    out->held = atomic_load_explicit(&r->held_now, RELAXED);
+    out->held_max = atomic_load_explicit(&r->held_max, RELAXED);
+    out->finished = atomic_load(&r->finished);
+    if (out->finished) {
+        /* only the dispatcher writes these, and it has ended */
+        for (size_t o = 0; o < r->n_out; o++)
+            out->sent += r->link_sent[o];
+        if (r->desc->kind == SL_STAGE_SINK && !r->workers[0].started) {
+            sl_hist_t h;
+            sl__hist_init(&h);
+            for (unsigned i = 0; i < r->n_workers; i++)
+                sl__hist_merge(&h, &r->workers[i].latency);
+            out->lat_count = h.count;
+            out->lat_p50 = sl__hist_quantile(&h, 0.50);
+            out->lat_p90 = sl__hist_quantile(&h, 0.90);
+            out->lat_p99 = sl__hist_quantile(&h, 0.99);
+            out->lat_max = h.max;
+        }
+    }
+}

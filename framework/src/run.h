@@ -1,0 +1,69 @@
+/*
+ * A run: one topology brought to life in this process. Owns the ZeroMQ
+ * context, one runner per stage, and the plugins' worker states.
+ */
+#ifndef SL_RUN_H
+#define SL_RUN_H
+
+#include "runner.h"
+#include "topology.h"
+
+#include <stdio.h>
+
+typedef struct sl_stage_stats {
+    uint64_t read;       /* sources: input units read */
+    uint64_t in;         /* records received / handled */
+    uint64_t out;        /* records emitted */
+    uint64_t ok;         /* inputs that produced output (sinks: written) */
+    uint64_t filtered;
+    uint64_t errors;
+    uint64_t sent;       /* records put on output links (all links) */
+    uint32_t held;       /* records held now */
+    uint32_t held_max;
+    uint32_t capacity;
+    unsigned busy;       /* workers in a handler now */
+    unsigned workers;
+    double busy_s;
+    int finished;
+    /* Sinks: end-to-end latency from the source timestamp, ns. */
+    uint64_t lat_count, lat_p50, lat_p90, lat_p99, lat_max;
+} sl_stage_stats_t;
+
+struct sl_run {
+    const sl_topology_t *topo;
+    void *zctx;
+    sl_runner_t *runners;
+    size_t n_runners;
+    atomic_int stopping; /* sources end at the next pull */
+    atomic_int aborting; /* everything ends now */
+    atomic_int failed;
+    uint64_t t_start;
+    uint64_t t_end;
+    unsigned long id;
+};
+
+/* Builds a run: loads nothing (the topology has its plugins), inits every
+ * worker's plugin state. On failure returns NULL with err filled. */
+sl_run_t *sl__run_new(const sl_topology_t *topo, char *err, size_t errlen);
+/* Starts every thread. 0 or negative. */
+int sl__run_start(sl_run_t *run);
+/* Waits for the end; 0 when every stage finished cleanly. */
+int sl__run_wait(sl_run_t *run);
+/* Graceful stop: sources end as if at EOF, everything drains. */
+void sl__run_stop(sl_run_t *run);
+/* Immediate stop. */
+void sl__run_abort(sl_run_t *run);
+void sl__run_destroy(sl_run_t **run);
+
+/* A consistent-enough live snapshot of one stage (any thread). */
+void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out);
+/* Checks every stage's and link's ledger after the run; each imbalance is
+ * one line in diag. Returns 0 when balanced. */
+int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag);
+/* The per-stage summary table. */
+void sl__run_print_summary(sl_run_t *run, FILE *f);
+/* The report as JSON (see docs/topology.md). */
+int sl__run_write_report(sl_run_t *run, const char *path, int ledger_ok);
+double sl__run_elapsed_s(const sl_run_t *run);
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * The runtime of one stage (a thread lane): a dispatcher thread that owns
+ * the stage's ZeroMQ sockets and its credit accounting, and a pool of
+ * worker threads that run the plugin. Dispatcher and workers meet at two
+ * short lists under one mutex: work (batches to handle) and done (batches
+ * emitted, with the input credit they release once sent).
+ *
+ * The stage's bound: records granted to upstream as credit + received and
+ * not yet finished + emitted and waiting for downstream credit never exceed
+ * its `queue`. Credit for an input record comes back only when what it
+ * became has left the stage, so a slow consumer stops the producer.
+ */
+#ifndef SL_RUNNER_H
+#define SL_RUNNER_H
+
+#include "ctx.h"
+#include "hist.h"
+#include "proto.h"
+#include "topology.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <zmq.h>
+
+typedef struct sl_run sl_run_t;
+typedef struct sl_runner sl_runner_t;
+
+typedef struct sl_work {
+    struct sl_work *next;
+    zmq_msg_t msg;  /* the received batch, when owned_buf is NULL */
+    char *owned_buf; /* a partitioned sub-batch (malloc'd) */
+    size_t owned_len;
+    uint32_t count;
+    uint32_t link;
+} sl_work_t;
+
+typedef struct sl_done {
+    struct sl_done *next;
+    char *buf;       /* an output batch (malloc'd), or NULL */
+    size_t len;
+    uint32_t count;  /* records in buf */
+    uint32_t link;   /* input link whose credit this releases */
+    uint32_t release;
+    int last;        /* the worker has flushed (or the source ended) */
+} sl_done_t;
+
+/* Counters a worker updates and others may read at any time. */
+typedef struct sl_worker_stats {
+    atomic_uint_fast64_t in;       /* records handed to process() */
+    atomic_uint_fast64_t ok;       /* inputs that emitted >= 1 (or sunk) */
+    atomic_uint_fast64_t filtered; /* inputs that emitted nothing */
+    atomic_uint_fast64_t errors;   /* failed inputs, input errors */
+    atomic_uint_fast64_t emitted;  /* records emitted */
+    atomic_uint_fast64_t read;     /* sources: input units read */
+    atomic_uint_fast64_t busy_ns;
+    atomic_int busy;
+} sl_worker_stats_t;
+
+typedef struct sl_worker {
+    sl_runner_t *runner;
+    unsigned index;
+    pthread_t thread;
+    int started;
+    sl_ctx_t ctx;
+    int ctx_ready;
+    void *state;
+    int state_ready;
+    sl_work_t *q_head; /* own queue when the stage is partitioned */
+    sl_work_t *q_tail;
+    sl_worker_stats_t stats;
+    sl_hist_t latency; /* sinks: end-to-end ns, merged after join */
+    uint64_t errors_logged;
+} sl_worker_t;
+
+struct sl_runner {
+    sl_run_t *run;
+    const sl_topo_stage_t *spec;
+    const sl_stage_desc_t *desc;
+    size_t index;
+    char endpoint[96];
+
+    /* Owned by the dispatcher thread once started. */
+    void *in_sock;      /* ROUTER, NULL for sources */
+    void **out_socks;   /* DEALER per output link */
+    size_t n_out;
+    uint32_t *out_link; /* our link index at each consumer */
+    sl_credit_tx_t *tx;
+    sl_credit_rx_t rx;
+    char (*in_ident)[8]; /* routing id per input link */
+    int *in_eos;
+    uint64_t *in_received;
+    uint64_t *in_expected;
+    size_t eos_count;
+    sl_done_t *pend_head, *pend_tail;
+    size_t rr_next;
+    uint32_t out_batch;  /* max records per output batch */
+    pthread_t dispatcher;
+    int dispatcher_started;
+    int efd;
+    uint64_t *link_sent;  /* per output link */
+    uint64_t out_records; /* records emitted and sent (once per record) */
+
+    /* Shared with the workers, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sl_work_t *q_head, *q_tail;
+    uint32_t inflight;    /* work items queued or being handled */
+    sl_done_t *done_head, *done_tail;
+    int flush_now;
+    unsigned lasts;       /* workers that have flushed/ended */
+    uint32_t src_held;    /* sources: records emitted, not yet sent */
+    int stop;             /* workers exit now (abort) */
+
+    sl_worker_t *workers;
+    unsigned n_workers;
+
+    /* Live gauges. */
+    atomic_uint held_now;
+    atomic_uint held_max;
+    atomic_int finished;
+    atomic_int failed;
+};
+
+/* Worker side (worker.c). */
+int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen);
+int sl__worker_start_all(sl_runner_t *r);
+void sl__worker_join_all(sl_runner_t *r);
+void sl__worker_fini_all(sl_runner_t *r);
+/* Hands a finished item to the dispatcher and wakes it. */
+void sl__runner_post_done(sl_runner_t *r, sl_done_t *done);
+void sl__work_free(sl_work_t *item);
+
+/* Dispatcher side (dispatch.c). */
+void *sl__dispatcher_main(void *arg);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * Topologies: the YAML graph of stages, validated and resolved into the
+ * structure the runtime builds from. See docs/topology.md for the format.
+ */
+#ifndef SL_TOPOLOGY_H
+#define SL_TOPOLOGY_H
+
+#include "config.h"
+#include "diag.h"
+#include "plugin.h"
+#include <stdint.h>
+
+typedef enum sl_fanout {
+    SL_FANOUT_BROADCAST = 0,  /* every output record to every consumer */
+    SL_FANOUT_ROUND_ROBIN = 1 /* each batch to one consumer with credit */
+} sl_fanout_t;
+
+typedef struct sl_topo_stage {
+    char *name;
+    char *plugin_name;
+    sl_plugin_t *plugin;        /* loaded and checked */
+    const sl_config_t *node;    /* the stage's own map, for positions */
+    const sl_config_t *config;  /* its `config:` (an empty map if absent) */
+    unsigned workers;           /* resolved (auto -> CPU budget, >= 1) */
+    int workers_auto;
+    uint32_t queue;             /* capacity in records, >= 1 */
+    uint32_t batch;             /* max records per link message, >= 1 */
+    sl_fanout_t fanout;
+    char *partition_by;         /* dotted field path, or NULL */
+    size_t *inputs;             /* indices of upstream stages */
+    size_t n_inputs;
+    size_t *outputs;            /* indices of downstream stages */
+    size_t n_outputs;
+} sl_topo_stage_t;
+
+typedef struct sl_topology {
+    char *path;           /* as given */
+    char *name;           /* `name:` or the file stem */
+    sl_config_doc_t *doc; /* owns every node referenced above */
+    sl_topo_stage_t *stages; /* in file order; sources first not assumed */
+    size_t n_stages;
+} sl_topology_t;
+
+/* Loads and fully validates a topology: YAML syntax, unknown keys, bad
+ * values, unknown stage names in `from`, cycles, sources with inputs,
+ * sinks with outputs, non-sources without inputs, plugins that cannot be
+ * loaded, plugin config keys and the plugin's own validate(). Every problem
+ * goes to diag as "FILE:LINE:COL: message"; NULL is returned if there was
+ * any. */
+sl_topology_t *sl__topology_load(const char *path, sl_diag_t *diag);
+/* Same from YAML text (tests); `name` stands in for the file name. */
+sl_topology_t *sl__topology_parse(const char *name, const char *basedir,
+                                  const char *text, sl_diag_t *diag);
+void sl__topology_destroy(sl_topology_t **topo);
+
+/* Index of a stage by name, or -1. */
+long sl__topology_find(const sl_topology_t *topo, const char *name);
+
+#endif

@@ -1,0 +1,361 @@
+#include "config.h"
+#include "log.h"
+#include "run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* Per-record errors are counted without limit but logged only this often
+ * per worker, so that a bad file cannot flood the log. */
+#define ERRORS_LOGGED_IN_FULL 20
+#define ERRORS_LOG_EVERY 10000
+
+#define RELAXED memory_order_relaxed
+
+void sl__runner_post_done(sl_runner_t *r, sl_done_t *done)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->done_tail)
+        r->done_tail->next = done;
+    else
+        r->done_head = done;
+    r->done_tail = done;
+    pthread_mutex_unlock(&r->mu);
+    uint64_t one = 1;
+    ssize_t w = write(r->efd, &one, sizeof(one));
+    (void)w; /* EAGAIN only when the counter is saturated: still woken */
+}
+
+static int s_post_output(sl_worker_t *w, uint32_t link, uint32_t release,
+                         int last)
+{
+    sl_runner_t *r = w->runner;
+    sl_done_t *done = calloc(1, sizeof(*done));
+    if (!done)
+        return -ENOMEM;
+    if (w->ctx.out.count) {
+        done->count = w->ctx.out.count;
+        done->buf = sl__batch_release(&w->ctx.out, &done->len);
+        if (!done->buf) {
+            free(done);
+            return -ENOMEM;
+        }
+    } else {
+        sl__batch_reset(&w->ctx.out);
+    }
+    done->link = link;
+    done->release = release;
+    done->last = last;
+    sl__runner_post_done(r, done);
+    return 0;
+}
+
+/* A batch filled up in the middle of an input batch: send it on ahead
+ * without releasing credit (that waits for the input's last output). */
+static int s_on_full(sl_ctx_t *ctx, void *arg)
+{
+    (void)ctx;
+    return s_post_output(arg, 0, 0, 0);
+}
+
+static void s_on_input_error(sl_ctx_t *ctx, const char *msg, void *arg)
+{
+    sl_worker_t *w = arg;
+    atomic_fetch_add_explicit(&w->stats.errors, 1, RELAXED);
+    atomic_fetch_add_explicit(&w->stats.read, 1, RELAXED);
+    uint64_t n = ++w->errors_logged;
+    if (n <= ERRORS_LOGGED_IN_FULL || n % ERRORS_LOG_EVERY == 0)
+        sl__log(SL_LOG_WARN, ctx->stage, (int)ctx->worker,
+                "input error%s: %s",
+                n > ERRORS_LOGGED_IN_FULL ? " (further ones counted, logged sparsely)" : "",
+                msg);
+}
+
+static void s_record_failed(sl_worker_t *w, const sl_envelope_t *env, int rc)
+{
+    atomic_fetch_add_explicit(&w->stats.errors, 1, RELAXED);
+    uint64_t n = ++w->errors_logged;
+    if (n <= ERRORS_LOGGED_IN_FULL || n % ERRORS_LOG_EVERY == 0)
+        sl__log(SL_LOG_WARN, w->ctx.stage, (int)w->index,
+                "record %llu failed: %s%s", (unsigned long long)env->id,
+                w->ctx.has_err ? w->ctx.err : strerror(-rc),
+                n == ERRORS_LOGGED_IN_FULL
+                    ? " (further failures counted, logged sparsely)"
+                    : "");
+}
+
+static void s_handle_item(sl_worker_t *w, sl_work_t *item)
+{
+    sl_runner_t *r = w->runner;
+    const sl_stage_desc_t *d = r->desc;
+    const void *data = item->owned_buf ? item->owned_buf : zmq_msg_data(&item->msg);
+    size_t len = item->owned_buf ? item->owned_len : zmq_msg_size(&item->msg);
+    int is_sink = d->kind == SL_STAGE_SINK;
+    uint64_t t0 = sl_mono_ns();
+    uint64_t ok = 0, filtered = 0;
+
+    sl_batch_iter_t it;
+    sl_envelope_t env;
+    const char *payload;
+    size_t plen;
+    sl_record_t rec;
+    uint64_t handled = 0;
+    if (sl__batch_iter_init(&it, data, len, NULL) == 0) {
+        while (sl__batch_next(&it, &env, &payload, &plen) == 1) {
+            sl__ctx_begin_record(&w->ctx, &rec, &env, payload, plen);
+            int rc = d->process(w->state, &w->ctx, &rec);
+            uint32_t emitted = w->ctx.emitted;
+            sl__ctx_end_record(&w->ctx);
+            handled++;
+            if (rc < 0)
+                s_record_failed(w, &env, rc);
+            else if (is_sink || emitted)
+                ok++;
+            else
+                filtered++;
+            if (emitted)
+                atomic_fetch_add_explicit(&w->stats.emitted, emitted, RELAXED);
+            if (is_sink)
+                sl__hist_record(&w->latency, sl_now_ns() - env.ts_ns);
+        }
+    }
+    /* The dispatcher validated the batch; a short walk here would be a bug,
+     * and the records not walked must still be accounted for. */
+    if (handled < item->count) {
+        atomic_fetch_add_explicit(&w->stats.errors, item->count - handled, RELAXED);
+        sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
+                "internal: batch shorter than announced (%llu of %u)",
+                (unsigned long long)handled, item->count);
+    }
+    atomic_fetch_add_explicit(&w->stats.in, item->count, RELAXED);
+    atomic_fetch_add_explicit(&w->stats.ok, ok, RELAXED);
+    atomic_fetch_add_explicit(&w->stats.filtered, filtered, RELAXED);
+    atomic_fetch_add_explicit(&w->stats.busy_ns, sl_mono_ns() - t0, RELAXED);
+
+    if (s_post_output(w, item->link, item->count, 0) != 0) {
+        sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
+                "out of memory handing off a batch; aborting the run");
+        atomic_store(&r->run->aborting, 1);
+        atomic_store(&r->run->failed, 1);
+    }
+}
+
+static void s_free_item(sl_work_t *item)
+{
+    if (item->owned_buf)
+        free(item->owned_buf);
+    else
+        zmq_msg_close(&item->msg);
+    free(item);
+}
+
+static void s_flush(sl_worker_t *w)
+{
+    const sl_stage_desc_t *d = w->runner->desc;
+    if (d->flush) {
+        sl__ctx_begin_flush(&w->ctx);
+        int rc = d->flush(w->state, &w->ctx);
+        if (rc < 0) {
+            sl__log(SL_LOG_ERROR, w->ctx.stage, (int)w->index,
+                    "flush failed: %s",
+                    w->ctx.has_err ? w->ctx.err : strerror(-rc));
+            atomic_store(&w->runner->failed, 1);
+        }
+        atomic_fetch_add_explicit(&w->stats.emitted, w->ctx.emitted, RELAXED);
+    }
+    s_post_output(w, 0, 0, 1);
+}
+
+static void *s_consumer_main(void *arg)
+{
+    sl_worker_t *w = arg;
+    sl_runner_t *r = w->runner;
+    int partitioned = r->spec->partition_by != NULL;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        sl_work_t **head = partitioned ? &w->q_head : &r->q_head;
+        sl_work_t **tail = partitioned ? &w->q_tail : &r->q_tail;
+        while (!*head && !r->flush_now && !r->stop)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->stop) {
+            pthread_mutex_unlock(&r->mu);
+            return NULL;
+        }
+        sl_work_t *item = *head;
+        if (item) {
+            *head = item->next;
+            if (!*head)
+                *tail = NULL;
+        }
+        pthread_mutex_unlock(&r->mu);
+
+        if (!item) { /* flush_now with nothing left to do */
+            s_flush(w);
+            return NULL;
+        }
+        atomic_store_explicit(&w->stats.busy, 1, RELAXED);
+        s_handle_item(w, item);
+        atomic_store_explicit(&w->stats.busy, 0, RELAXED);
+        s_free_item(item);
+        pthread_mutex_lock(&r->mu);
+        r->inflight--;
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static void *s_source_main(void *arg)
+{
+    sl_worker_t *w = arg;
+    sl_runner_t *r = w->runner;
+    const sl_stage_desc_t *d = r->desc;
+    uint32_t capacity = r->spec->queue;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        while (r->src_held >= capacity && !r->stop)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->stop) {
+            pthread_mutex_unlock(&r->mu);
+            return NULL;
+        }
+        uint32_t budget = capacity - r->src_held;
+        if (budget > r->out_batch)
+            budget = r->out_batch;
+        r->src_held += budget; /* reserved until we know what was used */
+        pthread_mutex_unlock(&r->mu);
+
+        int rc;
+        if (atomic_load_explicit(&r->run->stopping, RELAXED)) {
+            rc = SL_EOF;
+            sl__ctx_begin_pull(&w->ctx, 0);
+        } else {
+            uint64_t t0 = sl_mono_ns();
+            sl__ctx_begin_pull(&w->ctx, budget);
+            atomic_store_explicit(&w->stats.busy, 1, RELAXED);
+            rc = d->pull(w->state, &w->ctx);
+            atomic_store_explicit(&w->stats.busy, 0, RELAXED);
+            atomic_fetch_add_explicit(&w->stats.busy_ns, sl_mono_ns() - t0, RELAXED);
+        }
+        uint32_t emitted = w->ctx.emitted;
+        atomic_fetch_add_explicit(&w->stats.emitted, emitted, RELAXED);
+        atomic_fetch_add_explicit(&w->stats.read, emitted, RELAXED);
+        atomic_fetch_add_explicit(&w->stats.ok, emitted, RELAXED);
+
+        pthread_mutex_lock(&r->mu);
+        r->src_held -= budget - emitted;
+        pthread_mutex_unlock(&r->mu);
+        if (emitted)
+            s_post_output(w, 0, emitted, 0);
+        if (rc == SL_EOF || rc < 0) {
+            if (rc < 0) {
+                sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
+                        "source failed: %s",
+                        w->ctx.has_err ? w->ctx.err : strerror(-rc));
+                atomic_store(&r->failed, 1);
+            }
+            s_flush(w);
+            return NULL;
+        }
+    }
+}
+
+int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen)
+{
+    const sl_topo_stage_t *s = r->spec;
+    r->workers = calloc(r->n_workers, sizeof(*r->workers));
+    if (!r->workers) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    sl_diag_t diag;
+    sl__diag_init(&diag);
+    int rc = 0;
+    for (unsigned i = 0; i < r->n_workers && rc == 0; i++) {
+        sl_worker_t *w = &r->workers[i];
+        w->runner = r;
+        w->index = i;
+        sl__hist_init(&w->latency);
+        rc = sl__ctx_init(&w->ctx, s->name, (unsigned)r->index, i,
+                          r->n_workers, r->desc->kind == SL_STAGE_SOURCE,
+                          r->out_batch, &r->run->stopping);
+        if (rc) {
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
+        w->ctx_ready = 1;
+        w->ctx.no_emit = r->desc->kind == SL_STAGE_SINK;
+        w->ctx.on_full = s_on_full;
+        w->ctx.on_full_arg = w;
+        w->ctx.on_input_error = s_on_input_error;
+        w->ctx.on_input_error_arg = w;
+        char context[160];
+        snprintf(context, sizeof(context), "stage '%s'", s->name);
+        sl__config_doc_set_diag(r->run->topo->doc, &diag, context);
+        rc = r->desc->init(&w->ctx, s->config, &w->state);
+        sl__config_doc_set_diag(r->run->topo->doc, NULL, NULL);
+        if (rc) {
+            if (diag.count)
+                snprintf(err, errlen, "%s", diag.lines[0]);
+            else
+                snprintf(err, errlen, "stage '%s': %s init failed: %s",
+                         s->name, s->plugin_name, strerror(-rc));
+            break;
+        }
+        w->state_ready = 1;
+    }
+    sl__diag_fini(&diag);
+    return rc;
+}
+
+int sl__worker_start_all(sl_runner_t *r)
+{
+    void *(*main_fn)(void *) =
+        r->desc->kind == SL_STAGE_SOURCE ? s_source_main : s_consumer_main;
+    for (unsigned i = 0; i < r->n_workers; i++) {
+        sl_worker_t *w = &r->workers[i];
+        int rc = pthread_create(&w->thread, NULL, main_fn, w);
+        if (rc)
+            return -rc;
+        w->started = 1;
+        /* thread names are capped at 15 bytes; long stage names truncate */
+        char name[32];
+        snprintf(name, sizeof(name), "w:%.8s/%u", r->spec->name, i % 100);
+        name[15] = '\0';
+        pthread_setname_np(w->thread, name);
+    }
+    return 0;
+}
+
+void sl__worker_join_all(sl_runner_t *r)
+{
+    for (unsigned i = 0; i < r->n_workers; i++)
+        if (r->workers[i].started) {
+            pthread_join(r->workers[i].thread, NULL);
+            r->workers[i].started = 0;
+        }
+}
+
+void sl__worker_fini_all(sl_runner_t *r)
+{
+    if (!r->workers)
+        return;
+    for (unsigned i = 0; i < r->n_workers; i++) {
+        sl_worker_t *w = &r->workers[i];
+        while (w->q_head) {
+            sl_work_t *item = w->q_head;
+            w->q_head = item->next;
+            s_free_item(item);
+        }
+        if (w->state_ready && r->desc->fini)
+            r->desc->fini(w->state);
+        if (w->ctx_ready)
+            sl__ctx_fini(&w->ctx);
+    }
+    free(r->workers);
+    r->workers = NULL;
+}
+
+void sl__work_free(sl_work_t *item) { s_free_item(item); }

@@ -1,0 +1,2 @@
+/* replaced by the shared stage helpers */
+typedef int sl__placeholder_t;

@@ -1,0 +1,165 @@
+#include "cli.h"
+#include "log.h"
+#include "run.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct s_opts {
+    const char *file;
+    const char *report;
+    int quiet;
+} s_opts_t;
+
+static int s_parse(int argc, char **argv, s_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--report") == 0 && next) {
+            o->report = next;
+            i++;
+        } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+            o->quiet = 1;
+        } else if (strcmp(a, "--log-level") == 0 && next) {
+            sl_log_level_t level;
+            if (sl__log_parse_level(next, &level) != 0) {
+                fprintf(stderr, "sluice run: unknown log level '%s' "
+                                "(error, warn, info, debug)\n", next);
+                return -EINVAL;
+            }
+            sl__log_set_level(level);
+            i++;
+        } else if (strcmp(a, "--log-format") == 0 && next) {
+            if (strcmp(next, "json") == 0)
+                sl__log_set_format(SL_LOG_JSON);
+            else if (strcmp(next, "logfmt") == 0)
+                sl__log_set_format(SL_LOG_LOGFMT);
+            else {
+                fprintf(stderr, "sluice run: unknown log format '%s' "
+                                "(logfmt, json)\n", next);
+                return -EINVAL;
+            }
+            i++;
+        } else if (a[0] != '-' && !o->file) {
+            o->file = a;
+        } else {
+            fprintf(stderr, "sluice run: unexpected argument '%s'\n", a);
+            return -EINVAL;
+        }
+    }
+    if (!o->file) {
+        fprintf(stderr, "usage: sluice run FILE [--report OUT.json] [--quiet] "
+                        "[--log-level LEVEL] [--log-format logfmt|json]\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int s_all_finished(sl_run_t *run)
+{
+    for (size_t i = 0; i < run->n_runners; i++)
+        if (!atomic_load(&run->runners[i].finished))
+            return 0;
+    return 1;
+}
+
+/* Signals are taken synchronously by this thread only: the first SIGINT or
+ * SIGTERM drains (sources stop, everything in flight completes), a second
+ * one aborts. */
+static void s_supervise(sl_run_t *run, const sigset_t *set)
+{
+    int stops = 0;
+    struct timespec tick = {0, 100 * 1000 * 1000};
+    while (!s_all_finished(run)) {
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig != SIGINT && sig != SIGTERM)
+            continue;
+        if (++stops == 1) {
+            sl__log(SL_LOG_WARN, NULL, -1,
+                    "%s: stopping the sources and draining (again to abort)",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM");
+            sl__run_stop(run);
+        } else {
+            sl__log(SL_LOG_ERROR, NULL, -1, "second signal: aborting");
+            sl__run_abort(run);
+        }
+    }
+}
+
+int sl_cmd_run(int argc, char **argv)
+{
+    s_opts_t o;
+    if (s_parse(argc, argv, &o) != 0)
+        return SL_EXIT_USAGE;
+
+    sl_diag_t diag;
+    sl__diag_init(&diag);
+    sl_topology_t *topo = sl__topology_load(o.file, &diag);
+    if (!topo) {
+        sl__diag_print(&diag, stderr);
+        sl__diag_fini(&diag);
+        return SL_EXIT_USAGE;
+    }
+    sl__diag_print(&diag, stderr); /* warnings */
+    sl__diag_fini(&diag);
+
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &old); /* inherited by every thread */
+
+    int code = SL_EXIT_FAILED;
+    char err[1024];
+    sl_run_t *run = sl__run_new(topo, err, sizeof(err));
+    if (!run) {
+        fprintf(stderr, "sluice run: %s\n", err);
+        goto out;
+    }
+    if (sl__run_start(run) == 0)
+        s_supervise(run, &set);
+    int rc = sl__run_wait(run);
+
+    sl__diag_init(&diag);
+    int ledger = rc == 0 ? sl__run_check_ledger(run, &diag) : -ECANCELED;
+    double elapsed = sl__run_elapsed_s(run);
+    if (!o.quiet) {
+        sl__run_print_summary(run, stderr);
+        uint64_t sunk = 0;
+        for (size_t i = 0; i < run->n_runners; i++)
+            if (run->runners[i].desc->kind == SL_STAGE_SINK) {
+                sl_stage_stats_t st;
+                sl__run_stats(run, i, &st);
+                sunk += st.in;
+            }
+        fprintf(stderr, "run '%s': %.3f s, %llu records into sinks (%.0f/s)",
+                topo->name, elapsed, (unsigned long long)sunk,
+                elapsed > 0 ? (double)sunk / elapsed : 0.0);
+        fprintf(stderr, "; %s\n",
+                rc ? "FAILED (see errors above)"
+                   : ledger ? "LEDGER DOES NOT BALANCE" : "ledger balanced");
+    }
+    if (ledger && rc == 0) {
+        fprintf(stderr, "sluice run: ledger does not balance:\n");
+        sl__diag_print(&diag, stderr);
+    }
+    sl__diag_fini(&diag);
+    if (o.report) {
+        int wrc = sl__run_write_report(run, o.report, ledger == 0);
+        if (wrc)
+            fprintf(stderr, "sluice run: cannot write report %s: %s\n",
+                    o.report, strerror(-wrc));
+    }
+    code = rc ? SL_EXIT_FAILED : ledger ? SL_EXIT_LEDGER : SL_EXIT_OK;
+out:
+    sl__run_destroy(&run);
+    sl__topology_destroy(&topo);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return code;
+}

@@ -1,0 +1,53 @@
+/* sluice: run, check and inspect stream-processing topologies. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef SL_VERSION
+#define SL_VERSION "0.1.0"
+#endif
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sluice <command> [args]\n"
+            "\n"
+            "commands:\n"
+            "  run FILE [--report OUT.json] [--quiet] [--log-level LEVEL]\n"
+            "           [--log-format logfmt|json]\n"
+            "                     run a topology to the end of its input\n"
+            "  check FILE         validate a topology without running it\n"
+            "  plugins            list the stage plugins found\n"
+            "  version            print the version\n"
+            "\n"
+            "Plugins are searched in SLUICE_PLUGIN_PATH (colon-separated), then\n"
+            "in the build and install folders.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        s_usage(stderr);
+        return SL_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return sl_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return sl_cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "plugins") == 0)
+        return sl_cmd_plugins(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("sluice %s\n", SL_VERSION);
+        return SL_EXIT_OK;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
+        strcmp(cmd, "-h") == 0) {
+        s_usage(stdout);
+        return SL_EXIT_OK;
+    }
+    fprintf(stderr, "sluice: unknown command '%s'\n\n", cmd);
+    s_usage(stderr);
+    return SL_EXIT_USAGE;
+}
