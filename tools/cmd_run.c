@@ -75,7 +75,7 @@ static int s_all_finished(sl_run_t *run)
 static void s_supervise(sl_run_t *run, const sigset_t *set)
 {
     int stops = 0;
-    struct timespec tick = {0, 100 * 1000 * 1000};
+    struct timespec tick = {0, 20 * 1000 * 1000};
     while (!s_all_finished(run)) {
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig != SIGINT && sig != SIGTERM)

@@ -97,14 +97,9 @@ int sl__batch_begin(sl_batch_t *b, const sl_envelope_t *env)
     return 0;
 }
 
-int sl__batch_write(sl_batch_t *b, const void *data, size_t len)
+int sl__batch_grow(sl_batch_t *b, size_t more)
 {
-    int rc = s_reserve(b, len);
-    if (rc)
-        return rc;
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return 0;
+    return s_reserve(b, more);
 }
 
 int sl__batch_commit(sl_batch_t *b, size_t *payload_off)

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SL_BATCH_MAGIC 'D'
 #define SL_BATCH_VERSION 1
@@ -51,7 +52,20 @@ int sl__batch_append(sl_batch_t *b, const sl_envelope_t *env,
  * zero length, writes go to the end, commit fixes the length. A begun
  * record must be committed or aborted before anything else is appended. */
 int sl__batch_begin(sl_batch_t *b, const sl_envelope_t *env);
-int sl__batch_write(sl_batch_t *b, const void *data, size_t len);
+int sl__batch_grow(sl_batch_t *b, size_t more);
+/* msgpack's packer calls this once per token, so the common case (room
+ * left) must stay a compare and a copy. */
+static inline int sl__batch_write(sl_batch_t *b, const void *data, size_t len)
+{
+    if (b->cap - b->len < len) {
+        int rc = sl__batch_grow(b, len);
+        if (rc)
+            return rc;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
 /* Returns the committed payload's first byte offset, or -EINVAL if no
  * record was begun. */
 int sl__batch_commit(sl_batch_t *b, size_t *payload_off);

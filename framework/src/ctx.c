@@ -63,12 +63,19 @@ void sl__ctx_begin_record(sl_ctx_t *ctx, sl_record_t *rec,
     ctx->has_err = 0;
 }
 
-void sl__ctx_end_record(sl_ctx_t *ctx)
+void sl__ctx_end_call(sl_ctx_t *ctx)
 {
+    /* A handler that returned between emit_begin and emit_commit: the
+     * half-packed record must not reach the batch. */
     if (ctx->packing) {
         sl__batch_abort(&ctx->out);
         ctx->packing = 0;
     }
+}
+
+void sl__ctx_end_record(sl_ctx_t *ctx)
+{
+    sl__ctx_end_call(ctx);
     ctx->cur = NULL;
     msgpack_zone_clear(&ctx->zone);
 }
@@ -78,6 +85,7 @@ void sl__ctx_begin_pull(sl_ctx_t *ctx, size_t budget)
     ctx->cur = NULL;
     ctx->emitted = 0;
     ctx->budget = budget;
+    ctx->pull_ts = 0;
     ctx->prio_set = 0;
     ctx->has_err = 0;
 }
@@ -87,6 +95,7 @@ void sl__ctx_begin_flush(sl_ctx_t *ctx)
     ctx->cur = NULL;
     ctx->emitted = 0;
     ctx->budget = 0;
+    ctx->pull_ts = 0;
     ctx->prio_set = 0;
     ctx->has_err = 0;
 }
@@ -178,7 +187,11 @@ static int s_emit_env(sl_ctx_t *ctx, sl_envelope_t *env)
             env->id = sl__ctx_fresh_id(ctx);
     } else {
         env->id = sl__ctx_fresh_id(ctx);
-        env->ts_ns = sl_now_ns();
+        /* One clock read per pull, not per record: a pull lasts
+         * microseconds and the clock was a tenth of the source's cost. */
+        if (!ctx->pull_ts)
+            ctx->pull_ts = sl_now_ns();
+        env->ts_ns = ctx->pull_ts;
         env->attempts = 0;
         env->priority = 0;
         env->flags = 0;
@@ -188,8 +201,12 @@ static int s_emit_env(sl_ctx_t *ctx, sl_envelope_t *env)
     return 0;
 }
 
+static int s_is_map_head(unsigned char c);
+
 int sl_emit_raw(sl_ctx_t *ctx, const void *data, size_t len)
 {
+    if (len == 0 || !s_is_map_head(*(const unsigned char *)data))
+        return -EBADMSG;
     sl_envelope_t env;
     int rc = s_emit_env(ctx, &env);
     if (rc)

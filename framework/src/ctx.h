@@ -44,6 +44,7 @@ struct sl_ctx {
     sl_record_t *cur;        /* the record being handled (transforms) */
     uint32_t emitted;        /* records emitted for cur / in this pull */
     size_t budget;           /* sources: allowed in this pull */
+    uint64_t pull_ts;        /* sources: the timestamp of this pull's records */
     uint64_t next_seq;       /* for fresh ids */
     int prio_set;
     uint8_t prio;
@@ -68,6 +69,8 @@ void sl__ctx_begin_record(sl_ctx_t *ctx, sl_record_t *rec,
                           size_t len);
 /* Ends the call: clears the zone and per-call state. */
 void sl__ctx_end_record(sl_ctx_t *ctx);
+/* Ends a pull() or flush() call: drops a record begun and not committed. */
+void sl__ctx_end_call(sl_ctx_t *ctx);
 /* Prepares a source pull with a budget. */
 void sl__ctx_begin_pull(sl_ctx_t *ctx, size_t budget);
 /* Prepares a flush() call (no current record; emits get fresh ids). */

@@ -493,7 +493,14 @@ void *sl__dispatcher_main(void *arg)
     while (!atomic_load(&run->aborting)) {
         /* A stop request is noticed by the sources themselves at their next
          * pull; the timeout only bounds how late an abort is seen. */
-        int rc = zmq_poll(items, (int)n_items, 200);
+        /* Announce the sleep, then look once more: a worker that posts
+         * after this check sees the flag and writes the eventfd. */
+        atomic_store(&r->polling, 1);
+        pthread_mutex_lock(&r->mu);
+        int pending = r->done_head != NULL;
+        pthread_mutex_unlock(&r->mu);
+        int rc = zmq_poll(items, (int)n_items, pending ? 0 : 200);
+        atomic_store(&r->polling, 0);
         if (rc < 0 && errno != EINTR) {
             s_fail(r, "poll failed: %s", zmq_strerror(errno));
             break;
@@ -530,5 +537,7 @@ void *sl__dispatcher_main(void *arg)
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     atomic_store(&r->finished, 1);
+    if (atomic_fetch_add(&run->n_finished, 1) + 1 == run->n_runners)
+        atomic_store(&run->t_end, sl_mono_ns());
     return NULL;
 }

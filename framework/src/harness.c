@@ -243,6 +243,7 @@ int sl_harness_pull_all(sl_harness_t *h, size_t budget, size_t max_calls)
     for (size_t i = 0; i < max_calls; i++) {
         sl__ctx_begin_pull(&h->ctx, budget);
         int rc = d->pull(h->state, &h->ctx);
+        sl__ctx_end_call(&h->ctx);
         h->read += h->ctx.emitted;
         int crc = s_collect(h);
         if (crc)
@@ -265,6 +266,7 @@ int sl_harness_flush(sl_harness_t *h)
         return 0;
     sl__ctx_begin_flush(&h->ctx);
     int rc = d->flush(h->state, &h->ctx);
+    sl__ctx_end_call(&h->ctx);
     int crc = s_collect(h);
     return rc < 0 ? rc : crc;
 }

@@ -210,7 +210,8 @@ int sl__run_wait(sl_run_t *run)
     }
     for (size_t i = 0; i < run->n_runners; i++)
         sl__worker_join_all(&run->runners[i]);
-    run->t_end = sl_mono_ns();
+    if (!atomic_load(&run->t_end))
+        atomic_store(&run->t_end, sl_mono_ns());
     int failed = atomic_load(&run->failed) || atomic_load(&run->aborting);
     for (size_t i = 0; i < run->n_runners; i++)
         failed |= atomic_load(&run->runners[i].failed);
@@ -296,9 +297,11 @@ void sl__run_destroy(sl_run_t **runp)
     *runp = NULL;
 }
 
-double sl__run_elapsed_s(const sl_run_t *run)
+double sl__run_elapsed_s(sl_run_t *run)
 {
-    uint64_t end = run->t_end ? run->t_end : sl_mono_ns();
+    uint64_t end = atomic_load(&run->t_end);
+    if (!end)
+        end = sl_mono_ns();
     return run->t_start ? (double)(end - run->t_start) / 1e9 : 0.0;
 }
 

@@ -38,7 +38,8 @@ struct sl_run {
     atomic_int aborting; /* everything ends now */
     atomic_int failed;
     uint64_t t_start;
-    uint64_t t_end;
+    _Atomic uint64_t t_end; /* when the last dispatcher finished */
+    atomic_size_t n_finished;
     unsigned long id;
 };
 
@@ -64,6 +65,6 @@ int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag);
 void sl__run_print_summary(sl_run_t *run, FILE *f);
 /* The report as JSON (see docs/topology.md). */
 int sl__run_write_report(sl_run_t *run, const char *path, int ledger_ok);
-double sl__run_elapsed_s(const sl_run_t *run);
+double sl__run_elapsed_s(sl_run_t *run);
 
 #endif

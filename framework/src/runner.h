@@ -97,6 +97,7 @@ struct sl_runner {
     pthread_t dispatcher;
     int dispatcher_started;
     int efd;
+    atomic_int polling;   /* the dispatcher may be asleep: wake it */
     uint64_t *link_sent;  /* per output link */
     uint64_t out_records; /* records emitted and sent (once per record) */
 

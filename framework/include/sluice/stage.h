@@ -86,8 +86,9 @@ typedef struct sl_stage_desc {
      * stage goes on with the next. Must not block indefinitely. */
     int (*process)(void *state, sl_ctx_t *ctx, sl_record_t *rec);
     /* Source: emits at most sl_ctx_budget(ctx) records and returns 0, or
-     * SL_EOF at the end of input, or a negative code for a fatal error. It
-     * should return within about 100 ms so that shutdown stays prompt. */
+     * SL_EOF at the end of input, or a negative code for a fatal error.
+     * Records emitted in the call that returns SL_EOF or an error are kept.
+     * It should return within about 100 ms so that shutdown stays prompt. */
     int (*pull)(void *state, sl_ctx_t *ctx);
     /* Called once per worker after the last record (end of stream); may
      * emit (a window closing, a buffered batch written). Optional. */
@@ -137,12 +138,15 @@ SL_API const msgpack_object *sl_map_getn(const msgpack_object *map,
  * record emitted for an input keeps the input's id, timestamp and priority;
  * later ones get fresh ids. In a source, each gets a fresh id and now(). */
 SL_API int sl_emit_object(sl_ctx_t *ctx, const msgpack_object *map);
-/* Emits already-encoded msgpack bytes (one map), copied. */
+/* Emits already-encoded msgpack bytes (one map), copied. Only the map
+ * header byte is checked (-EBADMSG otherwise); the rest is trusted. */
 SL_API int sl_emit_raw(sl_ctx_t *ctx, const void *data, size_t len);
 /* Zero-copy emission: pack exactly one map into the returned packer, then
  * call sl_emit_commit(). Nothing else may be emitted in between. */
 SL_API msgpack_packer *sl_emit_begin(sl_ctx_t *ctx);
 SL_API int sl_emit_commit(sl_ctx_t *ctx);
+/* A handler that returns without committing abandons the record: nothing
+ * of it is emitted. */
 /* Sets the priority of records emitted from now on in this handler call. */
 SL_API void sl_emit_priority(sl_ctx_t *ctx, uint8_t priority);
 

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs what sluice needs to build and test, from Debian's packages.
+# Safe to run again: only missing packages are installed. Run as root (or
+# with sudo available).
+set -eu
+
+PACKAGES="build-essential cmake pkg-config libzmq3-dev libmsgpack-dev \
+libcriterion-dev libyaml-dev libjansson-dev libcsv-dev"
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "deps: all present"
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    else
+        echo "deps: missing:$missing; run this script as root" >&2
+        exit 1
+    fi
+fi
+
+echo "deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
