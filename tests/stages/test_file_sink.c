@@ -1,0 +1,357 @@
+/* file_sink: exact file contents for each format, modes, errors. */
+#include <criterion/criterion.h>
+
+#include "harness.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *s_dir;
+
+static int s_rm(const char *path, const struct stat *sb, int flag,
+                struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void setup(void)
+{
+    s_dir = sl_test_tmpdir();
+    cr_assert_not_null(s_dir);
+}
+
+static void teardown(void)
+{
+    nftw(s_dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
+    free(s_dir);
+}
+
+TestSuite(file_sink, .init = setup, .fini = teardown);
+
+static sl_harness_t *s_new(const char *yaml)
+{
+    char err[2048];
+    sl_harness_t *h = sl_harness_new("file_sink", yaml, s_dir, err,
+                                     sizeof(err));
+    cr_assert_not_null(h, "harness: %s", err);
+    return h;
+}
+
+/* Expects the config to be refused with a message containing want. */
+static void s_refused(const char *yaml, const char *want)
+{
+    char err[2048] = "";
+    sl_harness_t *h = sl_harness_new("file_sink", yaml, s_dir, err,
+                                     sizeof(err));
+    cr_assert_null(h, "config accepted: %s", yaml);
+    cr_assert_not_null(strstr(err, want), "error '%s' lacks '%s'", err,
+                       want);
+}
+
+static char *s_path(const char *name)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof(buf), "%s/%s", s_dir, name);
+    return buf;
+}
+
+static char *s_read(const char *name, size_t *len)
+{
+    char *text = sl_test_read_file(s_path(name), len);
+    cr_assert_not_null(text, "cannot read %s", name);
+    return text;
+}
+
+/* Pushes JSON records, flushes, destroys, and returns the file. */
+static char *s_write(const char *yaml, const char *const *recs, size_t n,
+                     const char *name)
+{
+    sl_harness_t *h = s_new(yaml);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(sl_harness_push_json(h, recs[i]), 0, "record %zu: %s",
+                     i, sl_harness_last_error(h));
+    cr_assert_eq(sl_harness_flush(h), 0);
+    cr_assert_eq(sl_harness_count(h), 0, "a sink emits nothing");
+    sl_harness_destroy(&h);
+    return s_read(name, NULL);
+}
+
+Test(file_sink, jsonl_exact_lines)
+{
+    const char *recs[] = {
+        "{\"a\":1,\"b\":\"x\"}",
+        "{\"n\":null,\"t\":true,\"f\":1.5,\"arr\":[1,\"two\",{\"k\":-3}]}",
+        "{\"s\":\"q\\\" b\\\\ n\\n\"}",
+    };
+    char *text = s_write("path: out.jsonl", recs, 3, "out.jsonl");
+    cr_assert_str_eq(text,
+                     "{\"a\":1,\"b\":\"x\"}\n"
+                     "{\"n\":null,\"t\":true,\"f\":1.5,\"arr\":[1,\"two\","
+                     "{\"k\":-3}]}\n"
+                     "{\"s\":\"q\\\" b\\\\ n\\n\"}\n");
+    free(text);
+}
+
+Test(file_sink, jsonl_fields_project_in_order)
+{
+    const char *recs[] = {"{\"a\":1,\"b\":2,\"c\":3}",
+                          "{\"c\":3,\"u\":{\"id\":7}}"};
+    char *text = s_write("path: p.jsonl\nfields: [b, a, u.id, zz]", recs, 2,
+                         "p.jsonl");
+    cr_assert_str_eq(text, "{\"b\":2,\"a\":1}\n{\"u.id\":7}\n");
+    free(text);
+}
+
+Test(file_sink, csv_exact_with_quoting)
+{
+    const char *recs[] = {
+        "{\"id\":1,\"name\":\"plain\",\"score\":2.5,\"ok\":true,"
+        "\"tags\":[\"a\",\"b\"],\"meta\":{\"k\":\"v\"},"
+        "\"user\":{\"city\":\"Oslo\"}}",
+        "{\"id\":-2,\"name\":\"comma, here\",\"score\":1.0,\"ok\":false,"
+        "\"tags\":[],\"meta\":null}",
+        "{\"id\":3,\"name\":\"say \\\"hi\\\"\",\"score\":1e300}",
+        "{\"id\":4,\"name\":\"line\\nbreak\\r\",\"extra\":9}",
+    };
+    char *text = s_write("path: t.csv\n"
+                         "fields: [id, name, score, ok, tags, meta, "
+                         "missing, user.city]",
+                         recs, 4, "t.csv");
+    cr_assert_str_eq(text,
+                     "id,name,score,ok,tags,meta,missing,user.city\n"
+                     "1,plain,2.5,true,\"[\"\"a\"\",\"\"b\"\"]\","
+                     "\"{\"\"k\"\":\"\"v\"\"}\",,Oslo\n"
+                     "-2,\"comma, here\",1.0,false,[],,,\n"
+                     "3,\"say \"\"hi\"\"\",1e+300,,,,,\n"
+                     "4,\"line\nbreak\r\",,,,,,\n");
+    free(text);
+}
+
+Test(file_sink, csv_header_quoted)
+{
+    const char *recs[] = {"{\"x,y\":\"v\",\"q\\\"\":1}"};
+    char *text = s_write("path: h.csv\nfields: ['x,y', 'q\"']", recs, 1,
+                         "h.csv");
+    cr_assert_str_eq(text, "\"x,y\",\"q\"\"\"\nv,1\n");
+    free(text);
+}
+
+Test(file_sink, csv_append_writes_header_once)
+{
+    const char *r1[] = {"{\"a\":1,\"b\":\"x\"}"};
+    const char *r2[] = {"{\"a\":2,\"b\":\"y\"}"};
+    char *text = s_write("path: a.csv\nfields: [a, b]\nmode: append", r1, 1,
+                         "a.csv");
+    cr_assert_str_eq(text, "a,b\n1,x\n", "new file gets the header");
+    free(text);
+    text = s_write("path: a.csv\nfields: [a, b]\nmode: append", r2, 1,
+                   "a.csv");
+    cr_assert_str_eq(text, "a,b\n1,x\n2,y\n");
+    free(text);
+    text = s_write("path: a.csv\nfields: [a, b]", r2, 1, "a.csv");
+    cr_assert_str_eq(text, "a,b\n2,y\n", "truncate starts over");
+    free(text);
+    cr_assert_eq(sl_test_write_file(s_path("empty.csv"), ""), 0);
+    text = s_write("path: empty.csv\nfields: [a, b]\nmode: append", r1, 1,
+                   "empty.csv");
+    cr_assert_str_eq(text, "a,b\n1,x\n", "empty file gets the header");
+    free(text);
+}
+
+Test(file_sink, jsonl_append_and_truncate)
+{
+    const char *recs[] = {"{\"a\":1}"};
+    char *text;
+
+    cr_assert_eq(sl_test_write_file(s_path("m.jsonl"), "old\n"), 0);
+    text = s_write("path: m.jsonl\nmode: append", recs, 1, "m.jsonl");
+    cr_assert_str_eq(text, "old\n{\"a\":1}\n");
+    free(text);
+    text = s_write("path: m.jsonl", recs, 1, "m.jsonl");
+    cr_assert_str_eq(text, "{\"a\":1}\n");
+    free(text);
+}
+
+/* Builds msgpack {"k": i, "s": "v<i>"} into sb. */
+static void s_pack(msgpack_sbuffer *sb, int i)
+{
+    msgpack_packer pk;
+    char s[16];
+    int n = snprintf(s, sizeof(s), "v%d", i);
+
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "k", 1);
+    msgpack_pack_int(&pk, i);
+    msgpack_pack_str_with_body(&pk, "s", 1);
+    msgpack_pack_str_with_body(&pk, s, (size_t)n);
+}
+
+Test(file_sink, msgpack_bytes_exact_and_ext_detection)
+{
+    const char *cfgs[] = {"path: r.mpk", "path: r.msgpack",
+                          "path: r.bin\nformat: msgpack"};
+    const char *names[] = {"r.mpk", "r.msgpack", "r.bin"};
+
+    for (size_t c = 0; c < 3; c++) {
+        msgpack_sbuffer all;
+        msgpack_sbuffer_init(&all);
+        sl_harness_t *h = s_new(cfgs[c]);
+        for (int i = 0; i < 5; i++) {
+            msgpack_sbuffer one;
+            msgpack_sbuffer_init(&one);
+            s_pack(&one, i * 1000);
+            cr_assert_eq(sl_harness_push_msgpack(h, one.data, one.size), 0);
+            msgpack_sbuffer_write(&all, one.data, one.size);
+            msgpack_sbuffer_destroy(&one);
+        }
+        cr_assert_eq(sl_harness_flush(h), 0);
+        sl_harness_destroy(&h);
+        size_t len;
+        char *got = s_read(names[c], &len);
+        cr_assert_eq(len, all.size, "%s: %zu bytes, want %zu", names[c],
+                     len, all.size);
+        cr_assert_eq(memcmp(got, all.data, len), 0, "%s differs", names[c]);
+        free(got);
+        msgpack_sbuffer_destroy(&all);
+    }
+}
+
+Test(file_sink, msgpack_fields_projection)
+{
+    const char *recs[] = {"{\"a\":1,\"b\":\"x\",\"c\":true}"};
+    sl_harness_t *h = s_new("path: p.mpk\nfields: [c, a]");
+    size_t len;
+    char *got;
+
+    cr_assert_eq(sl_harness_push_json(h, recs[0]), 0);
+    sl_harness_destroy(&h); /* fini alone must write the buffer out */
+    got = s_read("p.mpk", &len);
+    /* {"c": true, "a": 1} */
+    const char want[] = "\x82\xa1" "c" "\xc3\xa1" "a" "\x01";
+    cr_assert_eq(len, sizeof(want) - 1);
+    cr_assert_eq(memcmp(got, want, len), 0);
+    free(got);
+}
+
+Test(file_sink, ndjson_extension_is_jsonl)
+{
+    const char *recs[] = {"{\"a\":[]}"};
+    char *text = s_write("path: x.ndjson", recs, 1, "x.ndjson");
+    cr_assert_str_eq(text, "{\"a\":[]}\n");
+    free(text);
+}
+
+Test(file_sink, buffer_larger_than_one_write)
+{
+    /* ~2.5 MB through a 256 KiB buffer: several full writes plus a tail. */
+    sl_harness_t *h = s_new("path: big.jsonl");
+    char rec[256];
+    const int n = 20000;
+    char *text;
+
+    for (int i = 0; i < n; i++) {
+        snprintf(rec, sizeof(rec),
+                 "{\"i\":%d,\"pad\":\"0123456789012345678901234567890123456"
+                 "789012345678901234567890123456789012345678901234567\"}",
+                 i);
+        cr_assert_eq(sl_harness_push_json(h, rec), 0);
+    }
+    cr_assert_eq(sl_harness_flush(h), 0);
+    sl_harness_destroy(&h);
+    cr_assert_eq(sl_test_count_lines(s_path("big.jsonl")), n);
+    text = s_read("big.jsonl", NULL);
+    cr_assert_eq(strncmp(text, "{\"i\":0,\"pad\":\"0123", 18), 0);
+    cr_assert_not_null(strstr(text, "\n{\"i\":19999,\"pad\":\"0123"));
+    cr_assert_not_null(strstr(text, "\n{\"i\":10000,\"pad\":\"0123"));
+    free(text);
+}
+
+Test(file_sink, flush_every_writes_early)
+{
+    sl_harness_t *h = s_new("path: fe.jsonl\nflush_every: 2");
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":1}"), 0);
+    cr_assert_eq(sl_test_count_lines(s_path("fe.jsonl")), 0,
+                 "one record stays buffered");
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":2}"), 0);
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":3}"), 0);
+    cr_assert_eq(sl_test_count_lines(s_path("fe.jsonl")), 2);
+    cr_assert_eq(sl_harness_flush(h), 0);
+    cr_assert_eq(sl_test_count_lines(s_path("fe.jsonl")), 3);
+    sl_harness_destroy(&h);
+}
+
+Test(file_sink, fsync_option_writes_at_flush)
+{
+    sl_harness_t *h = s_new("path: s.jsonl\nfsync: true");
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":1}"), 0);
+    cr_assert_eq(sl_test_count_lines(s_path("s.jsonl")), 0);
+    cr_assert_eq(sl_harness_flush(h), 0);
+    cr_assert_eq(sl_test_count_lines(s_path("s.jsonl")), 1);
+    sl_harness_destroy(&h);
+}
+
+Test(file_sink, missing_directory_is_named)
+{
+    char want[4200];
+    snprintf(want, sizeof(want), "directory '%s/nope/sub' does not exist",
+             s_dir);
+    s_refused("path: nope/sub/out.jsonl", want);
+    s_refused("path: nope/sub/out.jsonl", "cannot open '");
+}
+
+Test(file_sink, write_error_fails_the_record)
+{
+    char err[1024];
+    sl_harness_t *h = sl_harness_new("file_sink",
+                                     "path: /dev/full\nflush_every: 1",
+                                     NULL, err, sizeof(err));
+    cr_assert_not_null(h, "%s", err);
+    cr_assert_lt(sl_harness_push_json(h, "{\"a\":1}"), 0);
+    cr_assert_eq(sl_harness_errors(h), 1);
+    cr_assert_not_null(strstr(sl_harness_last_error(h),
+                              "cannot write '/dev/full': No space left on "
+                              "device"),
+                       "%s", sl_harness_last_error(h));
+    sl_harness_destroy(&h);
+}
+
+Test(file_sink, non_map_record_fails)
+{
+    sl_harness_t *h = s_new("path: nm.jsonl");
+    const char arr[] = "\x91\x01"; /* [1] */
+    cr_assert_lt(sl_harness_push_msgpack(h, arr, 2), 0);
+    cr_assert_not_null(strstr(sl_harness_last_error(h),
+                              "record is not a msgpack map"));
+    cr_assert_eq(sl_harness_push_json(h, "{\"ok\":1}"), 0, "goes on");
+    sl_harness_destroy(&h);
+    char *text = s_read("nm.jsonl", NULL);
+    cr_assert_str_eq(text, "{\"ok\":1}\n");
+    free(text);
+}
+
+Test(file_sink, config_errors)
+{
+    s_refused("format: jsonl", "'path' is required");
+    s_refused("path: ''", "'path' must not be empty");
+    s_refused("path: o.txt\nformat: xml",
+              "'format' must be jsonl, csv or msgpack, got 'xml'");
+    s_refused("path: o.txt\nmode: overwrite",
+              "'mode' must be truncate or append, got 'overwrite'");
+    s_refused("path: o.csv", "format csv needs 'fields'");
+    s_refused("path: o.txt\nformat: csv", "format csv needs 'fields'");
+    s_refused("path: o.txt\nfields: a", "'fields' must be a list");
+    s_refused("path: o.txt\nfields: []", "'fields' must name at least one");
+    s_refused("path: o.txt\nfields: [a, [b]]", "'fields' entry 2 must be");
+    s_refused("path: o.txt\nflush_every: -1", "'flush_every' must be >= 0");
+    s_refused("path: o.txt\ncolour: red", "unknown key 'colour'");
+}
