@@ -1,0 +1,712 @@
+/* Topologies: one test per kind of error, asserting the exact FILE:LINE:COL
+ * and message, and the resolved graph of valid files. Tests marked
+ * "plugins" need the bundled generator/null/delay/stdout plugins built into
+ * the build's stages folder and are skipped until they are. */
+#include <criterion/criterion.h>
+
+#include "cpu.h"
+#include "topology.h"
+#include "testutil.h"
+
+#include <sluice/json.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static sl_diag_t g_diag;
+static sl_topology_t *g_topo;
+
+static void setup(void)
+{
+    sl__diag_init(&g_diag);
+    g_topo = NULL;
+}
+
+static void teardown(void)
+{
+    sl__topology_destroy(&g_topo);
+    sl__diag_fini(&g_diag);
+}
+
+TestSuite(topology, .init = setup, .fini = teardown);
+
+static bool have_plugins(void)
+{
+    static const char *const names[] = {"generator", "null", "delay",
+                                        "stdout"};
+    for (size_t i = 0; i < 4; i++) {
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/stages/%s.so", SL_TEST_BINARY_DIR,
+                 names[i]);
+        if (access(path, R_OK) != 0)
+            return false;
+    }
+    return true;
+}
+
+#define NEEDS_PLUGINS()                                                   \
+    do {                                                                  \
+        if (!have_plugins())                                              \
+            cr_skip_test("bundled plugins are not built yet");            \
+    } while (0)
+
+static const char *diag_text(void)
+{
+    static char buf[16384];
+    buf[0] = '\0';
+    for (size_t i = 0; i < g_diag.count; i++) {
+        strncat(buf, g_diag.lines[i], sizeof(buf) - strlen(buf) - 2);
+        strcat(buf, "\n");
+    }
+    return buf;
+}
+
+static sl_topology_t *parse(const char *yaml)
+{
+    g_topo = sl__topology_parse("topo.yaml", "/base", yaml, &g_diag);
+    return g_topo;
+}
+
+static void fails(const char *yaml)
+{
+    cr_assert_null(parse(yaml), "expected the topology to be refused");
+    cr_assert_gt(g_diag.count, 0);
+}
+
+static void ok(const char *yaml)
+{
+    cr_assert_not_null(parse(yaml), "refused:\n%s", diag_text());
+    cr_assert_eq(g_diag.count, 0, "%s", diag_text());
+}
+
+static void expect_line(const char *want)
+{
+    for (size_t i = 0; i < g_diag.count; i++)
+        if (strcmp(g_diag.lines[i], want) == 0)
+            return;
+    cr_assert_fail("missing diagnostic:\n  %s\ngot:\n%s", want, diag_text());
+}
+
+static void expect_prefix(const char *want)
+{
+    for (size_t i = 0; i < g_diag.count; i++)
+        if (strncmp(g_diag.lines[i], want, strlen(want)) == 0)
+            return;
+    cr_assert_fail("no diagnostic starting with:\n  %s\ngot:\n%s", want,
+                   diag_text());
+}
+
+static void expect_no(const char *fragment)
+{
+    for (size_t i = 0; i < g_diag.count; i++)
+        cr_assert_null(strstr(g_diag.lines[i], fragment),
+                       "unexpected diagnostic: %s", g_diag.lines[i]);
+}
+
+/* ---- errors that need no plugin ----------------------------------------- */
+
+Test(topology, yaml_errors_come_through)
+{
+    fails("stages:\n  - name: a\n    name: b\n");
+    expect_line("topo.yaml:3:5: duplicate key 'name' (first at 2:5)");
+}
+
+Test(topology, root_must_be_a_map)
+{
+    fails("- a\n- b\n");
+    expect_line("topo.yaml:1:1: a topology must be a map with a 'stages' "
+                "list, got a sequence");
+}
+
+Test(topology, unknown_keys_at_every_level_with_hints)
+{
+    fails("stagse: []\n"
+          "defaults:\n"
+          "  worker: 2\n"
+          "nme: x\n"
+          "other: 1\n");
+    expect_line("topo.yaml:1:1: unknown key 'stagse' at the top level; did "
+                "you mean 'stages'?");
+    expect_line("topo.yaml:3:3: unknown key 'worker' in 'defaults'; did you "
+                "mean 'workers'?");
+    expect_line("topo.yaml:4:1: unknown key 'nme' at the top level; did you "
+                "mean 'name'?");
+    expect_line("topo.yaml:5:1: unknown key 'other' at the top level");
+    expect_line("topo.yaml:1:1: missing required key 'stages'");
+
+    teardown();
+    setup();
+    fails("stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "    form: x\n"
+          "    colour: red\n"
+          "  - name: n\n"
+          "    plugin: null\n");
+    expect_line("topo.yaml:5:5: unknown key 'form' in stage 'g'; did you "
+                "mean 'from'?");
+    expect_line("topo.yaml:6:5: unknown key 'colour' in stage 'g'");
+}
+
+Test(topology, missing_required_keys)
+{
+    fails("stages:\n"
+          "  - plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: n\n");
+    expect_line("topo.yaml:2:5: stage #1: missing required key 'name'");
+    expect_line("topo.yaml:4:5: stage 'n': missing required key 'plugin'");
+}
+
+Test(topology, wrong_types_and_ranges)
+{
+    fails("defaults: {queue: 0, workers: 0}\n"
+          "stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "    workers: many\n"
+          "    queue: 16777217\n"
+          "    batch: 4097\n"
+          "  - name: n\n"
+          "    plugin: null\n"
+          "    queue: [1]\n"
+          "    fanout: broadcats\n"
+          "    partition_by: user..id\n"
+          "    from: {a: 1}\n"
+          "    config: [1]\n"
+          "    batch: 0x10\n"
+          "  - name: 'a b'\n"
+          "    plugin: [x]\n"
+          "  - just a string\n");
+    expect_line("topo.yaml:1:19: defaults: 'queue' must be from 1 to "
+                "16777216, got 0");
+    expect_line("topo.yaml:1:31: defaults: 'workers' must be 'auto' or an "
+                "integer from 1 to 1024, got integer '0'");
+    expect_line("topo.yaml:6:14: stage 'g': 'workers' must be 'auto' or an "
+                "integer from 1 to 1024, got string 'many'");
+    expect_line("topo.yaml:7:12: stage 'g': 'queue' must be from 1 to "
+                "16777216, got 16777217");
+    expect_line("topo.yaml:8:12: stage 'g': 'batch' must be from 1 to 4096, "
+                "got 4097");
+    expect_line("topo.yaml:11:12: stage 'n': 'queue' must be an integer from "
+                "1 to 16777216, got a sequence");
+    expect_line("topo.yaml:12:13: stage 'n': 'fanout' must be 'broadcast' or "
+                "'round_robin', got string 'broadcats'; did you mean "
+                "'broadcast'?");
+    expect_line("topo.yaml:13:19: stage 'n': 'partition_by' must be a dotted "
+                "field path such as 'user.id', got string 'user..id'");
+    expect_line("topo.yaml:14:11: stage 'n': 'from' must be a stage name or "
+                "a non-empty list of them, got a map");
+    expect_line("topo.yaml:15:13: stage 'n': 'config' must be a map, got a "
+                "sequence");
+    expect_line("topo.yaml:17:11: stage name 'a b' may only contain letters, "
+                "digits, '_' and '-'");
+    expect_line("topo.yaml:18:13: stage #3: 'plugin' must be a string, got a "
+                "sequence");
+    expect_line("topo.yaml:19:5: stage #4: each entry of 'stages' must be a "
+                "map, got string 'just a string'");
+    /* 0x10 is a valid batch. */
+    expect_no("'batch' must be from 1 to 4096, got 16");
+}
+
+Test(topology, spelled_out_null_is_a_name_but_tilde_is_nothing)
+{
+    fails("stages:\n"
+          "  - name: null\n"
+          "    plugin: ~\n"
+          "  - name:\n"
+          "    plugin: null\n"
+          "    from: null\n");
+    expect_line("topo.yaml:3:13: stage 'null': 'plugin' must be a string, "
+                "got null");
+    expect_line("topo.yaml:4:10: stage #2: 'name' must be a string, got "
+                "null");
+    expect_no("unknown stage");
+}
+
+Test(topology, duplicate_stage_names)
+{
+    fails("stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: g\n"
+          "    plugin: null\n");
+    expect_line("topo.yaml:5:11: duplicate stage name 'g' (first at 2:11)");
+}
+
+Test(topology, from_unknown_or_repeated_stage)
+{
+    fails("stages:\n"
+          "  - name: gen\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: sink\n"
+          "    plugin: null\n"
+          "    from: [gen, gne, nothing, gen]\n");
+    expect_line("topo.yaml:7:17: stage 'sink': 'from' names unknown stage "
+                "'gne'; did you mean 'gen'?");
+    expect_line("topo.yaml:7:22: stage 'sink': 'from' names unknown stage "
+                "'nothing'");
+    expect_line("topo.yaml:7:31: stage 'sink': 'gen' is listed twice in "
+                "'from'");
+    cr_assert_eq(g_diag.count, 3, "%s", diag_text());
+}
+
+Test(topology, cycles_name_their_path)
+{
+    fails("stages:\n"
+          "  - name: src\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: a\n"
+          "    plugin: delay\n"
+          "    config: {ms: 0}\n"
+          "    from: [src, b]\n"
+          "  - name: b\n"
+          "    plugin: delay\n"
+          "    config: {ms: 0}\n"
+          "  - name: out\n"
+          "    plugin: null\n"
+          "    from: b\n");
+    expect_line("topo.yaml:8:17: cycle: a -> b -> a");
+    expect_no("-> src");
+
+    teardown();
+    setup();
+    fails("stages:\n"
+          "  - name: src\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: self\n"
+          "    plugin: delay\n"
+          "    config: {ms: 0}\n"
+          "    from: [src, self]\n"
+          "  - name: out\n"
+          "    plugin: null\n");
+    expect_line("topo.yaml:8:17: cycle: self -> self");
+}
+
+Test(topology, queue_must_cover_every_input)
+{
+    fails("stages:\n"
+          "  - name: g1\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: g2\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: sink\n"
+          "    plugin: null\n"
+          "    from: [g1, g2]\n"
+          "    queue: 1\n");
+    expect_line("topo.yaml:11:12: stage 'sink' has 2 inputs but 'queue' is "
+                "1; each input link needs at least one record of credit");
+
+    teardown();
+    setup();
+    /* From the defaults: pointed at the stage. */
+    fails("defaults: {queue: 1}\n"
+          "stages:\n"
+          "  - name: g1\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: g2\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: sink\n"
+          "    plugin: null\n"
+          "    from: [g1, g2]\n");
+    expect_line("topo.yaml:9:5: stage 'sink' has 2 inputs but 'queue' is 1; "
+                "each input link needs at least one record of credit");
+}
+
+Test(topology, empty_stages)
+{
+    fails("stages: []\n");
+    expect_line("topo.yaml:1:9: 'stages' is empty; a topology needs at least "
+                "a source and a sink");
+    teardown();
+    setup();
+    fails("name: x\nstages: 3\n");
+    expect_line("topo.yaml:2:9: 'stages' must be a list of stages, got "
+                "integer '3'");
+}
+
+Test(topology, unknown_plugin_names_the_places_searched)
+{
+    fails("stages:\n"
+          "  - name: x\n"
+          "    plugin: no_such_plugin\n");
+    expect_prefix("topo.yaml:3:13: unknown plugin 'no_such_plugin': no "
+                  "no_such_plugin.so in ");
+    cr_assert(strstr(diag_text(), SL_TEST_BINARY_DIR "/stages"), "%s",
+              diag_text());
+    /* Its kind is unknown, so no guesses about inputs or outputs. */
+    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
+}
+
+/* ---- errors that need the plugins' kinds ------------------------------ */
+
+Test(topology, source_with_from)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - name: a\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: b\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "    from: a\n"
+          "  - name: out\n"
+          "    plugin: null\n"
+          "    from: [a, b]\n");
+    expect_line("topo.yaml:8:11: stage 'b' is a source (plugin 'generator') "
+                "and takes no input; remove 'from'");
+    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
+}
+
+Test(topology, first_stage_must_be_a_source)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - name: d\n"
+          "    plugin: delay\n"
+          "    config: {ms: 1}\n"
+          "  - name: out\n"
+          "    plugin: null\n");
+    expect_line("topo.yaml:2:5: stage 'd' has no input: it is the first "
+                "stage and plugin 'delay' is a transform, not a source; add "
+                "'from:' or start with a source");
+    expect_line("topo.yaml:2:3: the topology has no source stage");
+}
+
+Test(topology, sinks_have_no_outputs)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: s1\n"
+          "    plugin: null\n"
+          "  - name: s2\n"
+          "    plugin: null\n"
+          "  - name: s3\n"
+          "    plugin: null\n"
+          "    from: [s1]\n");
+    expect_line("topo.yaml:7:5: stage 's2' takes input from the previous "
+                "stage 's1', but 's1' is a sink (plugin 'null') and has no "
+                "output; give stage 's2' a 'from:'");
+    expect_line("topo.yaml:11:12: stage 's3' takes input from 's1', but 's1' "
+                "is a sink (plugin 'null') and has no output");
+    cr_assert_eq(g_diag.count, 2, "%s", diag_text());
+}
+
+Test(topology, output_going_nowhere)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: out\n"
+          "    plugin: null\n"
+          "  - name: g2\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: d\n"
+          "    plugin: delay\n"
+          "    config: {ms: 0}\n"
+          "    from: g\n");
+    expect_line("topo.yaml:7:11: stage 'g2' output goes nowhere; add a sink");
+    expect_line("topo.yaml:10:11: stage 'd' output goes nowhere; add a sink");
+    cr_assert_eq(g_diag.count, 2, "%s", diag_text());
+}
+
+Test(topology, no_sink_at_all)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n");
+    expect_line("topo.yaml:2:11: stage 'g' output goes nowhere; add a sink");
+    expect_line("topo.yaml:2:3: the topology has no sink stage");
+}
+
+Test(topology, plugin_config_keys_and_validate)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1, cuont: 2}\n"
+          "  - name: d\n"
+          "    plugin: delay\n"
+          "    config: {jitter_ms: -1}\n"
+          "  - name: d2\n"
+          "    plugin: delay\n"
+          "  - name: n\n"
+          "    plugin: null\n"
+          "    config: {x: 1}\n");
+    expect_line("topo.yaml:4:24: unknown key 'cuont' for plugin "
+                "'generator'; did you mean 'count'?");
+    expect_prefix("topo.yaml:7:13: stage 'd': 'ms' is required");
+    expect_prefix("topo.yaml:7:25: stage 'd': 'jitter_ms' must be between 0 "
+                  "and 60000");
+    /* No config at all: the plugin's complaint points at the stage. */
+    expect_prefix("topo.yaml:8:5: stage 'd2': 'ms' is required");
+    expect_line("topo.yaml:12:14: unknown key 'x' for plugin 'null' (it "
+                "takes no config)");
+}
+
+Test(topology, max_workers_is_enforced_for_explicit_counts)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: out\n"
+          "    plugin: stdout\n"
+          "    workers: 2\n");
+    expect_line("topo.yaml:7:14: stage 'out': plugin 'stdout' allows at most "
+                "1 worker, got 2");
+    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
+}
+
+Test(topology, fanout_on_sink_and_partition_on_source)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "    partition_by: id\n"
+          "  - name: out\n"
+          "    plugin: null\n"
+          "    fanout: round_robin\n");
+    expect_line("topo.yaml:5:19: stage 'g' is a source: it has no inputs, so "
+                "'partition_by' does not apply");
+    expect_line("topo.yaml:8:13: stage 'out' is a sink: it has no outputs, "
+                "so 'fanout' does not apply");
+}
+
+Test(topology, every_problem_in_file_order)
+{
+    NEEDS_PLUGINS();
+    fails("defaults: {queue: 1}\n"
+          "stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1, rat: 5}\n"
+          "  - name: a\n"
+          "    plugin: delay\n"
+          "    from: [g, b]\n"
+          "  - name: b\n"
+          "    plugin: delay\n"
+          "    config: {ms: 0}\n"
+          "    fanout: round-robin\n"
+          "  - name: out\n"
+          "    plugin: stdout\n"
+          "    workers: 3\n"
+          "    from: b\n");
+    static const char *const want[] = {
+        "topo.yaml:5:24: unknown key 'rat' for plugin 'generator'; did you "
+        "mean 'rate'?",
+        "topo.yaml:6:5: stage 'a': 'ms' is required (milliseconds)",
+        "topo.yaml:6:5: stage 'a' has 2 inputs but 'queue' is 1; each input "
+        "link needs at least one record of credit",
+        "topo.yaml:8:15: cycle: a -> b -> a",
+        "topo.yaml:12:13: stage 'b': 'fanout' must be 'broadcast' or "
+        "'round_robin', got string 'round-robin'; did you mean "
+        "'round_robin'?",
+        "topo.yaml:15:14: stage 'out': plugin 'stdout' allows at most 1 "
+        "worker, got 3",
+    };
+    cr_assert_eq(g_diag.count, 6, "%s", diag_text());
+    for (size_t i = 0; i < 6; i++)
+        cr_assert_str_eq(g_diag.lines[i], want[i]);
+}
+
+/* ---- resolution --------------------------------------------------------- */
+
+Test(topology, chain_default_and_defaults)
+{
+    NEEDS_PLUGINS();
+    ok("defaults: {workers: 2, queue: 100, batch: 10}\n"
+       "stages:\n"
+       "  - name: gen\n"
+       "    plugin: generator\n"
+       "    config: {count: 5}\n"
+       "  - name: slow\n"
+       "    plugin: delay\n"
+       "    config: {ms: 0}\n"
+       "    queue: 50\n"
+       "  - name: out\n"
+       "    plugin: null\n"
+       "    batch: 1\n");
+    sl_topology_t *t = g_topo;
+    cr_assert_str_eq(t->name, "topo");
+    cr_assert_str_eq(t->path, "topo.yaml");
+    cr_assert_eq(t->n_stages, 3);
+    const sl_topo_stage_t *g = &t->stages[0], *s = &t->stages[1],
+                          *o = &t->stages[2];
+    cr_assert_str_eq(g->name, "gen");
+    cr_assert_str_eq(g->plugin_name, "generator");
+    cr_assert_eq(g->plugin->desc->kind, SL_STAGE_SOURCE);
+    cr_assert_eq(g->workers, 1); /* the defaults yield to max_workers 1 */
+    cr_assert_eq(s->workers, 2);
+    cr_assert_eq(o->workers, 2);
+    cr_assert_eq(g->queue, 100);
+    cr_assert_eq(s->queue, 50);
+    cr_assert_eq(o->queue, 100);
+    cr_assert_eq(g->batch, 10);
+    cr_assert_eq(o->batch, 1);
+    cr_assert_eq(g->n_inputs, 0);
+    cr_assert_eq(g->n_outputs, 1);
+    cr_assert_eq(g->outputs[0], 1);
+    cr_assert_eq(s->n_inputs, 1);
+    cr_assert_eq(s->inputs[0], 0);
+    cr_assert_eq(s->n_outputs, 1);
+    cr_assert_eq(s->outputs[0], 2);
+    cr_assert_eq(o->n_inputs, 1);
+    cr_assert_eq(o->inputs[0], 1);
+    cr_assert_eq(o->n_outputs, 0);
+    cr_assert_eq(g->fanout, SL_FANOUT_BROADCAST);
+    cr_assert_null(g->partition_by);
+    cr_assert_eq(sl_config_type(o->config), SL_CONFIG_MAP);
+    cr_assert_eq(sl_config_len(o->config), 0);
+    int64_t count = 0;
+    cr_assert_eq(sl_config_get_int(g->config, "count", 0, &count), 0);
+    cr_assert_eq(count, 5);
+    cr_assert_eq(sl__config_line(s->node), 6);
+    cr_assert_eq(sl__topology_find(t, "slow"), 1);
+    cr_assert_eq(sl__topology_find(t, "nope"), -1);
+}
+
+Test(topology, builtin_defaults)
+{
+    NEEDS_PLUGINS();
+    ok("stages:\n"
+       "  - {name: g, plugin: generator, config: {count: 1}}\n"
+       "  - {name: n, plugin: null}\n");
+    cr_assert_eq(g_topo->stages[1].workers, 1);
+    cr_assert_eq(g_topo->stages[1].queue, 1024);
+    cr_assert_eq(g_topo->stages[1].batch, 64);
+    cr_assert_eq(g_topo->stages[1].workers_auto, 0);
+}
+
+Test(topology, fan_out_in_consumer_file_order)
+{
+    NEEDS_PLUGINS();
+    ok("name: fan\n"
+       "stages:\n"
+       "  - name: gen\n"
+       "    plugin: generator\n"
+       "    config: {count: 5}\n"
+       "    fanout: round_robin\n"
+       "  - name: b\n"
+       "    plugin: null\n"
+       "  - name: a\n"
+       "    plugin: null\n"
+       "    from: gen\n");
+    const sl_topo_stage_t *g = &g_topo->stages[0];
+    cr_assert_str_eq(g_topo->name, "fan");
+    cr_assert_eq(g->fanout, SL_FANOUT_ROUND_ROBIN);
+    cr_assert_eq(g->n_outputs, 2);
+    cr_assert_eq(g->outputs[0], 1);
+    cr_assert_eq(g->outputs[1], 2);
+    cr_assert_eq(g_topo->stages[1].inputs[0], 0);
+    cr_assert_eq(g_topo->stages[2].inputs[0], 0);
+}
+
+Test(topology, fan_in_keeps_from_order)
+{
+    NEEDS_PLUGINS();
+    ok("stages:\n"
+       "  - {name: g1, plugin: generator, config: {count: 1}}\n"
+       "  - {name: g2, plugin: generator, config: {count: 1}}\n"
+       "  - name: join\n"
+       "    plugin: delay\n"
+       "    config: {ms: 0}\n"
+       "    from: [g2, g1]\n"
+       "    queue: 2\n"
+       "  - {name: out, plugin: null}\n");
+    const sl_topo_stage_t *j = &g_topo->stages[2];
+    cr_assert_eq(j->n_inputs, 2);
+    cr_assert_eq(j->inputs[0], 1);
+    cr_assert_eq(j->inputs[1], 0);
+    cr_assert_eq(g_topo->stages[0].n_outputs, 1);
+    cr_assert_eq(g_topo->stages[0].outputs[0], 2);
+    cr_assert_eq(g_topo->stages[1].outputs[0], 2);
+    cr_assert_eq(g_topo->stages[3].inputs[0], 2);
+}
+
+Test(topology, partition_by_and_auto_workers)
+{
+    NEEDS_PLUGINS();
+    ok("defaults: {workers: auto}\n"
+       "stages:\n"
+       "  - {name: g, plugin: generator, config: {count: 1}}\n"
+       "  - name: d\n"
+       "    plugin: delay\n"
+       "    config: {ms: 0}\n"
+       "    partition_by: user.id\n"
+       "  - {name: out, plugin: null, workers: 3}\n");
+    unsigned budget = sl__cpu_budget();
+    cr_assert_eq(g_topo->stages[0].workers, 1); /* max_workers 1 */
+    cr_assert_eq(g_topo->stages[0].workers_auto, 1);
+    cr_assert_eq(g_topo->stages[1].workers, budget);
+    cr_assert_eq(g_topo->stages[1].workers_auto, 1);
+    cr_assert_str_eq(g_topo->stages[1].partition_by, "user.id");
+    cr_assert_eq(g_topo->stages[2].workers, 3);
+    cr_assert_eq(g_topo->stages[2].workers_auto, 0);
+}
+
+Test(topology, load_from_file_uses_its_stem_and_dir)
+{
+    NEEDS_PLUGINS();
+    char *dir = sl_test_tmpdir();
+    cr_assert_not_null(dir);
+    char file[600];
+    snprintf(file, sizeof(file), "%s/my-pipe.yaml", dir);
+    cr_assert_eq(sl_test_write_file(file,
+                                    "stages:\n"
+                                    "  - {name: g, plugin: generator, "
+                                    "config: {count: 1}}\n"
+                                    "  - name: out\n"
+                                    "    plugin: file_sink\n"
+                                    "    config: {path: out.jsonl}\n"),
+                 0);
+    g_topo = sl__topology_load(file, &g_diag);
+    cr_assert_not_null(g_topo, "%s", diag_text());
+    cr_assert_str_eq(g_topo->name, "my-pipe");
+    cr_assert_str_eq(g_topo->path, file);
+    char *real = realpath(dir, NULL), *path = NULL, want[1024];
+    cr_assert_str_eq(sl__config_doc_dir(g_topo->doc), real);
+    cr_assert_eq(sl_config_get_path(g_topo->stages[1].config, "path", NULL,
+                                    &path),
+                 0);
+    snprintf(want, sizeof(want), "%s/out.jsonl", real);
+    cr_assert_str_eq(path, want);
+    free(path);
+    free(real);
+    unlink(file);
+    rmdir(dir);
+    free(dir);
+}
+
+Test(topology, missing_file)
+{
+    cr_assert_null(sl__topology_load("/nonexistent/t.yaml", &g_diag));
+    expect_line("/nonexistent/t.yaml: cannot read: No such file or "
+                "directory");
+}
