@@ -265,6 +265,11 @@ int sl_emit_object(sl_ctx_t *ctx, const msgpack_object *map)
     return sl_emit_commit(ctx);
 }
 
+void sl_emit_abort(sl_ctx_t *ctx)
+{
+    sl__ctx_end_call(ctx);
+}
+
 void sl_emit_priority(sl_ctx_t *ctx, uint8_t priority)
 {
     ctx->prio_set = 1;

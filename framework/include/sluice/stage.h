@@ -93,7 +93,8 @@ typedef struct sl_stage_desc {
     /* Called once per worker after the last record (end of stream); may
      * emit (a window closing, a buffered batch written). Optional. */
     int (*flush)(void *state, sl_ctx_t *ctx);
-    /* Frees the worker's state. Optional. */
+    /* Frees the worker's state, after the worker's thread has ended (on
+     * the thread that set the run up). Not called if init failed. */
     void (*fini)(void *state);
 } sl_stage_desc_t;
 
@@ -145,8 +146,10 @@ SL_API int sl_emit_raw(sl_ctx_t *ctx, const void *data, size_t len);
  * call sl_emit_commit(). Nothing else may be emitted in between. */
 SL_API msgpack_packer *sl_emit_begin(sl_ctx_t *ctx);
 SL_API int sl_emit_commit(sl_ctx_t *ctx);
-/* A handler that returns without committing abandons the record: nothing
- * of it is emitted. */
+/* Abandons a record begun with sl_emit_begin() (a packing error halfway,
+ * say): nothing of it is emitted. A handler that returns without committing
+ * abandons it the same way. */
+SL_API void sl_emit_abort(sl_ctx_t *ctx);
 /* Sets the priority of records emitted from now on in this handler call. */
 SL_API void sl_emit_priority(sl_ctx_t *ctx, uint8_t priority);
 
