@@ -65,6 +65,11 @@ int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag)
             if (!r->in_eos[l])
                 sl__diag_add(diag, "link '%s' -> '%s': no end-of-stream",
                              up->spec->name, name);
+            else if (r->in_expected[l] != r->in_received[l])
+                sl__diag_add(diag, "link '%s' -> '%s': end-of-stream announced %"
+                             PRIu64 ", received %" PRIu64,
+                             up->spec->name, name, r->in_expected[l],
+                             r->in_received[l]);
             if (r->in_received[l] != sent)
                 sl__diag_add(diag, "link '%s' -> '%s': sent %" PRIu64
                              ", received %" PRIu64,

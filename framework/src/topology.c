@@ -19,7 +19,7 @@
 #define SL_TOPO_MAX_QUEUE (1u << 24)
 #define SL_TOPO_MAX_BATCH 4096u
 #define SL_TOPO_DEFAULT_QUEUE 1024u
-#define SL_TOPO_DEFAULT_BATCH 64u
+#define SL_TOPO_DEFAULT_BATCH 256u
 
 static const char *const s_top_keys[] = {"name", "defaults", "stages", NULL};
 static const char *const s_default_keys[] = {"workers", "queue", "batch",

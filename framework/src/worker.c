@@ -228,9 +228,12 @@ static void *s_source_main(void *arg)
     sl_runner_t *r = w->runner;
     const sl_stage_desc_t *d = r->desc;
     uint32_t capacity = r->spec->queue;
+    /* Wait for room for a whole batch: pulling into every sliver of freed
+     * capacity would fill the links with tiny messages. */
+    uint32_t chunk = r->out_batch < capacity ? r->out_batch : capacity;
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        while (r->src_held >= capacity && !r->stop)
+        while (capacity - r->src_held < chunk && !r->stop)
             pthread_cond_wait(&r->cv, &r->mu);
         if (r->stop) {
             pthread_mutex_unlock(&r->mu);

@@ -600,7 +600,7 @@ Test(topology, builtin_defaults)
        "  - {name: n, plugin: null}\n");
     cr_assert_eq(g_topo->stages[1].workers, 1);
     cr_assert_eq(g_topo->stages[1].queue, 1024);
-    cr_assert_eq(g_topo->stages[1].batch, 64);
+    cr_assert_eq(g_topo->stages[1].batch, 256);
     cr_assert_eq(g_topo->stages[1].workers_auto, 0);
 }
 
