@@ -42,6 +42,7 @@ typedef struct sl_done {
     uint32_t link;   /* input link whose credit this releases */
     uint32_t release;
     int last;        /* the worker has flushed (or the source ended) */
+    int ends_item;   /* the last post for a work item */
 } sl_done_t;
 
 /* Counters a worker updates and others may read at any time. */

@@ -21,6 +21,10 @@
 void sl__runner_post_done(sl_runner_t *r, sl_done_t *done)
 {
     pthread_mutex_lock(&r->mu);
+    /* The item is no longer in flight at the same instant its output
+     * appears, so a dispatcher woken by this post sees both. */
+    if (done->ends_item)
+        r->inflight--;
     if (r->done_tail)
         r->done_tail->next = done;
     else
@@ -37,7 +41,7 @@ void sl__runner_post_done(sl_runner_t *r, sl_done_t *done)
 }
 
 static int s_post_output(sl_worker_t *w, uint32_t link, uint32_t release,
-                         int last)
+                         int last, int ends_item)
 {
     sl_runner_t *r = w->runner;
     sl_done_t *done = calloc(1, sizeof(*done));
@@ -56,6 +60,7 @@ static int s_post_output(sl_worker_t *w, uint32_t link, uint32_t release,
     done->link = link;
     done->release = release;
     done->last = last;
+    done->ends_item = ends_item;
     sl__runner_post_done(r, done);
     return 0;
 }
@@ -65,7 +70,7 @@ static int s_post_output(sl_worker_t *w, uint32_t link, uint32_t release,
 static int s_on_full(sl_ctx_t *ctx, void *arg)
 {
     (void)ctx;
-    return s_post_output(arg, 0, 0, 0);
+    return s_post_output(arg, 0, 0, 0, 0);
 }
 
 static void s_on_input_error(sl_ctx_t *ctx, const char *msg, void *arg)
@@ -150,7 +155,7 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
     atomic_fetch_add_explicit(&w->stats.filtered, filtered, RELAXED);
     atomic_fetch_add_explicit(&w->stats.busy_ns, sl_mono_ns() - t0, RELAXED);
 
-    if (s_post_output(w, item->link, item->count, 0) != 0) {
+    if (s_post_output(w, item->link, item->count, 0, 1) != 0) {
         sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
                 "out of memory handing off a batch; aborting the run");
         atomic_store(&r->run->aborting, 1);
@@ -182,7 +187,7 @@ static void s_flush(sl_worker_t *w)
         }
         atomic_fetch_add_explicit(&w->stats.emitted, w->ctx.emitted, RELAXED);
     }
-    s_post_output(w, 0, 0, 1);
+    s_post_output(w, 0, 0, 1, 0);
 }
 
 static void *s_consumer_main(void *arg)
@@ -216,9 +221,6 @@ static void *s_consumer_main(void *arg)
         s_handle_item(w, item);
         atomic_store_explicit(&w->stats.busy, 0, RELAXED);
         s_free_item(item);
-        pthread_mutex_lock(&r->mu);
-        r->inflight--;
-        pthread_mutex_unlock(&r->mu);
     }
 }
 
@@ -267,7 +269,7 @@ static void *s_source_main(void *arg)
         r->src_held -= budget - emitted;
         pthread_mutex_unlock(&r->mu);
         if (emitted)
-            s_post_output(w, 0, emitted, 0);
+            s_post_output(w, 0, emitted, 0, 0);
         if (rc == SL_EOF || rc < 0) {
             if (rc < 0) {
                 sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
