@@ -103,9 +103,12 @@ void sl__run_print_summary(sl_run_t *run, FILE *f)
         else
             snprintf(in, sizeof(in), "%" PRIu64, st.in);
         snprintf(queue, sizeof(queue), "%u/%u", st.held_max, st.capacity);
+        /* a plugin given by path shows as its file name */
+        const char *plugin = strrchr(r->spec->plugin_name, '/');
+        plugin = plugin ? plugin + 1 : r->spec->plugin_name;
         fprintf(f, "%-16s %-12s %7u %10s %10" PRIu64 " %9" PRIu64 " %8" PRIu64
                 " %15s %8.2f\n",
-                r->spec->name, r->spec->plugin_name, st.workers, in, st.out,
+                r->spec->name, plugin, st.workers, in, st.out,
                 st.filtered, st.errors, queue, st.busy_s);
     }
 }

@@ -233,6 +233,11 @@ void sl__run_abort(sl_run_t *run)
         r->stop = 1;
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
+        if (r->efd >= 0) { /* a sleeping dispatcher sees the abort now */
+            uint64_t one = 1;
+            ssize_t w = write(r->efd, &one, sizeof(one));
+            (void)w;
+        }
     }
 }
 

@@ -54,6 +54,15 @@ static int s_wait_exit(pid_t pid, int timeout_ms)
     return -1;
 }
 
+static void s_rmdir(char *dir)
+{
+    char *cmd = NULL;
+    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
+        cr_log_warn("could not remove %s", dir);
+    free(cmd);
+    free(dir);
+}
+
 static char *s_topology(const char *dir, const char *out)
 {
     char *path = NULL, *text = NULL;
@@ -119,7 +128,7 @@ Test(signals, sigterm_drains_and_balances, .timeout = 60)
     json_decref(r);
     free(text);
     free(topo);
-    free(dir);
+    s_rmdir(dir);
 }
 
 Test(signals, second_signal_aborts, .timeout = 60)
@@ -151,5 +160,5 @@ Test(signals, second_signal_aborts, .timeout = 60)
     free(text);
     free(slow);
     free(topo);
-    free(dir);
+    s_rmdir(dir);
 }
