@@ -5,7 +5,7 @@
 set -eu
 
 PACKAGES="build-essential cmake pkg-config libzmq3-dev libmsgpack-dev \
-libcriterion-dev libyaml-dev libjansson-dev libcsv-dev"
+libcriterion-dev libyaml-dev libjansson-dev libyajl-dev libcsv-dev"
 
 missing=""
 for p in $PACKAGES; do

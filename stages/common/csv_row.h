@@ -1,6 +1,6 @@
 /*
  * One CSV row at a time on top of libcsv, shared by csv_parse and
- * file_source (compiled into both plugins).
+ * file_source (linked into both plugins from sl_stage_common).
  *
  * Dialect: rows end at '\n' only (a '\r' before it is trimmed like a space,
  * so CRLF and LF files read the same and "\r\n" inside quotes is kept);

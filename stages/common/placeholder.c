@@ -1,2 +1,0 @@
-/* replaced by the shared stage helpers */
-typedef int sl__placeholder_t;
