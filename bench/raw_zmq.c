@@ -1,0 +1,509 @@
+/*
+ * raw_zmq: the hand-written reference that the sluice pipeline benchmark is
+ * measured against. Three threads joined by inproc PUSH/PULL do the work of
+ * bench/pipeline.yaml with nothing in between:
+ *
+ *   gen   encodes N ~98-byte msgpack maps (byte for byte the generator
+ *         stage's default record, timestamp included) and sends them,
+ *         `batch` records per ZeroMQ message;
+ *   xform decodes each record (msgpack_unpack into a reused zone), sets one
+ *         field to a constant and re-encodes it (msgpack_pack_object);
+ *   sink  counts records without decoding them (like the null sink).
+ *
+ * A message is a run of [u32 length][msgpack bytes] frames; an empty
+ * message ends the stream. The sink checks the record and byte counts
+ * against what gen produced, so a fast but wrong run cannot pass.
+ *
+ * Output (stdout, one line, machine-readable):
+ *   raw batch=B records=N seconds=S rate=R send=copy|zc bytes_per_record=X
+ * and on stderr the CPU seconds each thread used. Exit 1 if the counts do
+ * not match, 2 on a usage or setup error.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#define FIELD_TO_SET "country"
+#define FIELD_VALUE "XX"
+
+typedef struct opts {
+    uint64_t count;
+    unsigned batch;
+    int zerocopy; /* zmq_msg_init_data on a fresh buffer vs zmq_send copy */
+    int hwm;      /* 0 keeps libzmq's default */
+} opts_t;
+
+/* A growable byte buffer the msgpack packer writes into. Kept instead of
+ * msgpack_sbuffer so that the zero-copy mode can size each allocation to
+ * the batch rather than sbuffer's 8 KiB first step. */
+typedef struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} buf_t;
+
+typedef struct shared {
+    opts_t o;
+    void *gen_out, *xf_in, *xf_out, *sink_in;
+    uint64_t gen_bytes;  /* written by gen before its EOF */
+    uint64_t xf_records; /* written by xform before its EOF */
+    uint64_t xf_bytes;
+    int xf_rc;
+    double gen_cpu, xf_cpu; /* seconds of CPU each thread used */
+} shared_t;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "raw_zmq: %s: %s\n", what, zmq_strerror(zmq_errno()));
+    exit(2);
+}
+
+static int buf_reserve(buf_t *b, size_t more)
+{
+    if (b->cap - b->len >= more)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < more) {
+        if (cap > SIZE_MAX / 2)
+            return -ENOMEM;
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static __attribute__((noinline)) int buf_write_slow(buf_t *b, const char *src,
+                                                    size_t len)
+{
+    if (buf_reserve(b, len) < 0)
+        return -1;
+    memcpy(b->data + b->len, src, len);
+    b->len += len;
+    return 0;
+}
+
+/* The packer calls this once per tag and per scalar, mostly with 1-9
+ * bytes, ~20 times per record: a leaf function whose short copies are two
+ * overlapping fixed-size moves halves the cost of packing compared with a
+ * plain memcpy call. */
+static int buf_write(void *data, const char *src, size_t len)
+{
+    buf_t *b = data;
+    if (__builtin_expect(b->cap - b->len < len, 0))
+        return buf_write_slow(b, src, len);
+    char *dst = b->data + b->len;
+    b->len += len;
+    if (len >= 4 && len <= 8) {
+        memcpy(dst, src, 4);
+        memcpy(dst + len - 4, src + len - 4, 4);
+    } else if (len > 8 && len <= 16) {
+        memcpy(dst, src, 8);
+        memcpy(dst + len - 8, src + len - 8, 8);
+    } else if (len > 16) {
+        memcpy(dst, src, len);
+    } else if (len >= 2) {
+        memcpy(dst, src, 2);
+        memcpy(dst + len - 2, src + len - 2, 2);
+    } else if (len == 1) {
+        *dst = *src;
+    }
+    return 0;
+}
+
+/* Starts a frame: leaves room for the length, returns where data begins. */
+static size_t frame_open(buf_t *b)
+{
+    static const char zero[4];
+    if (buf_write(b, zero, sizeof zero) < 0)
+        die("malloc");
+    return b->len;
+}
+
+static void frame_close(buf_t *b, size_t start)
+{
+    uint32_t n = (uint32_t)(b->len - start);
+    memcpy(b->data + start - 4, &n, 4);
+}
+
+static uint64_t now_ns(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void free_buf(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Sends b's contents and leaves b empty and ready for the next batch. */
+static void send_buf(void *sock, buf_t *b, const opts_t *o)
+{
+    if (!o->zerocopy) {
+        if (zmq_send(sock, b->data, b->len, 0) < 0)
+            die("zmq_send");
+        b->len = 0;
+        return;
+    }
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, b->data, b->len, free_buf, NULL) < 0)
+        die("zmq_msg_init_data");
+    if (zmq_msg_send(&m, sock, 0) < 0)
+        die("zmq_msg_send");
+    size_t cap = b->cap;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    if (buf_reserve(b, cap) < 0)
+        die("malloc");
+}
+
+static void send_eof(void *sock)
+{
+    if (zmq_send(sock, "", 0, 0) < 0)
+        die("zmq_send eof");
+}
+
+static uint8_t *put_be(uint8_t *p, uint64_t v, unsigned bytes)
+{
+    for (unsigned i = bytes; i-- > 0; v >>= 8)
+        p[i] = (uint8_t)v;
+    return p + bytes;
+}
+
+static uint8_t *put_uint(uint8_t *p, uint64_t v)
+{
+    if (v < 128) {
+        *p++ = (uint8_t)v;
+        return p;
+    }
+    if (v <= 0xff) {
+        *p++ = 0xcc;
+        return put_be(p, v, 1);
+    }
+    if (v <= 0xffff) {
+        *p++ = 0xcd;
+        return put_be(p, v, 2);
+    }
+    if (v <= 0xffffffffu) {
+        *p++ = 0xce;
+        return put_be(p, v, 4);
+    }
+    *p++ = 0xcf;
+    return put_be(p, v, 8);
+}
+
+/* Copies a string literal without its NUL; evaluates to the end. */
+#define PUT_LIT(p, lit)                                                        \
+    (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+#define RECORD_MAX 128
+
+/* The generator stage's default record, byte for byte (stages/generator:
+ * same keys, order, value formulas and encodings), written directly rather
+ * than through msgpack_pack_*: a hand-written producer would do this, and
+ * so does the generator. Needs RECORD_MAX bytes at out. */
+static size_t encode_record(uint8_t *out, uint64_t seq, uint64_t ts)
+{
+    static const char countries[8][3] = {"US", "DE", "FR", "GB",
+                                         "JP", "BR", "IN", "CA"};
+    uint8_t *p = out;
+    char digits[4];
+    unsigned u = (unsigned)(seq % 1000), nd = 0;
+
+    p = PUT_LIT(p, "\x86\xa3seq");
+    p = put_uint(p, seq);
+    p = PUT_LIT(p, "\xa2ts");
+    p = put_uint(p, ts);
+    p = PUT_LIT(p, "\xa4user");
+    do {
+        digits[nd++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    *p++ = (uint8_t)(0xa0 | (5 + nd));
+    p = PUT_LIT(p, "user-");
+    while (nd)
+        *p++ = (uint8_t)digits[--nd];
+    p = PUT_LIT(p, "\xa6" "amount\xcb");
+    double amount = (double)((seq * 7919u) % 100000u) / 100.0;
+    uint64_t bits;
+    memcpy(&bits, &amount, sizeof bits);
+    p = put_be(p, bits, 8);
+    p = PUT_LIT(p, "\xa7" "country\xa2");
+    memcpy(p, countries[seq % 8], 2);
+    p += 2;
+    p = PUT_LIT(p, "\xa3msg\xbe" "the quick brown fox jumps over");
+    return (size_t)(p - out);
+}
+
+static size_t batch_cap(const opts_t *o)
+{
+    return (size_t)o->batch * (4 + RECORD_MAX);
+}
+
+static void *gen_main(void *arg)
+{
+    shared_t *sh = arg;
+    const opts_t *o = &sh->o;
+    buf_t b = {0};
+    uint64_t bytes = 0;
+    unsigned in_batch = 0;
+
+    if (buf_reserve(&b, batch_cap(o)) < 0)
+        die("malloc");
+    for (uint64_t n = 0; n < o->count; n++) {
+        if (buf_reserve(&b, 4 + RECORD_MAX) < 0)
+            die("malloc");
+        uint32_t len = (uint32_t)encode_record(
+            (uint8_t *)b.data + b.len + 4, n, now_ns(CLOCK_REALTIME));
+        memcpy(b.data + b.len, &len, 4);
+        b.len += 4 + (size_t)len;
+        bytes += len;
+        if (++in_batch == o->batch) {
+            send_buf(sh->gen_out, &b, o);
+            in_batch = 0;
+        }
+    }
+    if (in_batch)
+        send_buf(sh->gen_out, &b, o);
+    sh->gen_bytes = bytes;
+    sh->gen_cpu = (double)now_ns(CLOCK_THREAD_CPUTIME_ID) / 1e9;
+    send_eof(sh->gen_out);
+    free(b.data);
+    return NULL;
+}
+
+/* Points the value under key at a constant string. The object's strings
+ * reference the input message, which outlives the re-encode. */
+static int set_field(msgpack_object *map, const char *key, const char *val)
+{
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR &&
+            kv->key.via.str.size == klen &&
+            memcmp(kv->key.via.str.ptr, key, klen) == 0) {
+            kv->val.type = MSGPACK_OBJECT_STR;
+            kv->val.via.str.ptr = val;
+            kv->val.via.str.size = (uint32_t)strlen(val);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+static void *xform_main(void *arg)
+{
+    shared_t *sh = arg;
+    const opts_t *o = &sh->o;
+    buf_t b = {0};
+    msgpack_packer pk;
+    msgpack_zone zone;
+    zmq_msg_t in;
+    uint64_t records = 0, bytes = 0;
+
+    if (buf_reserve(&b, batch_cap(o)) < 0 ||
+        !msgpack_zone_init(&zone, MSGPACK_ZONE_CHUNK_SIZE))
+        die("malloc");
+    msgpack_packer_init(&pk, &b, buf_write);
+    zmq_msg_init(&in);
+    for (;;) {
+        if (zmq_msg_recv(&in, sh->xf_in, 0) < 0)
+            die("zmq_msg_recv xform");
+        const char *p = zmq_msg_data(&in);
+        size_t n = zmq_msg_size(&in), off = 0;
+        if (n == 0)
+            break;
+        while (off + 4 <= n) {
+            uint32_t len;
+            memcpy(&len, p + off, 4);
+            off += 4;
+            if (len > n - off) {
+                fprintf(stderr, "raw_zmq: xform: truncated frame\n");
+                sh->xf_rc = -EBADMSG;
+                goto done;
+            }
+            msgpack_object obj;
+            size_t used = 0;
+            msgpack_zone_clear(&zone);
+            if (msgpack_unpack(p + off, len, &used, &zone, &obj) !=
+                    MSGPACK_UNPACK_SUCCESS ||
+                used != len || obj.type != MSGPACK_OBJECT_MAP ||
+                set_field(&obj, FIELD_TO_SET, FIELD_VALUE) < 0) {
+                fprintf(stderr, "raw_zmq: xform: bad record %" PRIu64 "\n",
+                        records);
+                sh->xf_rc = -EBADMSG;
+                goto done;
+            }
+            off += len;
+            size_t start = frame_open(&b);
+            if (msgpack_pack_object(&pk, obj) != 0)
+                die("malloc");
+            frame_close(&b, start);
+            bytes += b.len - start;
+            records++;
+        }
+        send_buf(sh->xf_out, &b, o);
+    }
+done:
+    sh->xf_records = records;
+    sh->xf_bytes = bytes;
+    sh->xf_cpu = (double)now_ns(CLOCK_THREAD_CPUTIME_ID) / 1e9;
+    send_eof(sh->xf_out);
+    zmq_msg_close(&in);
+    msgpack_zone_destroy(&zone);
+    free(b.data);
+    return NULL;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: raw_zmq [--count N] [--batch B] [--send copy|zc] "
+            "[--hwm H]\n");
+    exit(2);
+}
+
+static opts_t parse_opts(int argc, char **argv)
+{
+    opts_t o = {.count = 5000000, .batch = 64, .zerocopy = 0, .hwm = 0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end;
+        if (!v)
+            usage();
+        if (strcmp(a, "--count") == 0) {
+            o.count = strtoull(v, &end, 10);
+            if (*end || o.count == 0)
+                usage();
+        } else if (strcmp(a, "--batch") == 0) {
+            unsigned long b = strtoul(v, &end, 10);
+            if (*end || b == 0 || b > 65536)
+                usage();
+            o.batch = (unsigned)b;
+        } else if (strcmp(a, "--send") == 0) {
+            if (strcmp(v, "copy") == 0)
+                o.zerocopy = 0;
+            else if (strcmp(v, "zc") == 0)
+                o.zerocopy = 1;
+            else
+                usage();
+        } else if (strcmp(a, "--hwm") == 0) {
+            long h = strtol(v, &end, 10);
+            if (*end || h < 0 || h > 1000000)
+                usage();
+            o.hwm = (int)h;
+        } else {
+            usage();
+        }
+        i++;
+    }
+    return o;
+}
+
+static void *make_sock(void *ctx, int type, const opts_t *o)
+{
+    void *s = zmq_socket(ctx, type);
+    if (!s)
+        die("zmq_socket");
+    if (o->hwm) {
+        int opt = type == ZMQ_PUSH ? ZMQ_SNDHWM : ZMQ_RCVHWM;
+        if (zmq_setsockopt(s, opt, &o->hwm, sizeof o->hwm) < 0)
+            die("zmq_setsockopt");
+    }
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    shared_t sh = {.o = parse_opts(argc, argv)};
+    void *ctx = zmq_ctx_new();
+    if (!ctx)
+        die("zmq_ctx_new");
+    /* inproc needs no I/O thread; an idle one would only cost a wakeup. */
+    zmq_ctx_set(ctx, ZMQ_IO_THREADS, 0);
+
+    sh.gen_out = make_sock(ctx, ZMQ_PUSH, &sh.o);
+    sh.xf_in = make_sock(ctx, ZMQ_PULL, &sh.o);
+    sh.xf_out = make_sock(ctx, ZMQ_PUSH, &sh.o);
+    sh.sink_in = make_sock(ctx, ZMQ_PULL, &sh.o);
+    if (zmq_bind(sh.gen_out, "inproc://gen") < 0 ||
+        zmq_connect(sh.xf_in, "inproc://gen") < 0 ||
+        zmq_bind(sh.xf_out, "inproc://xform") < 0 ||
+        zmq_connect(sh.sink_in, "inproc://xform") < 0)
+        die("bind/connect");
+
+    /* The main thread is the sink; the clock covers the whole run. */
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+    pthread_t tg, tx;
+    if (pthread_create(&tx, NULL, xform_main, &sh) != 0 ||
+        pthread_create(&tg, NULL, gen_main, &sh) != 0) {
+        fprintf(stderr, "raw_zmq: pthread_create failed\n");
+        return 2;
+    }
+
+    zmq_msg_t in;
+    uint64_t records = 0, bytes = 0;
+    int bad = 0;
+    zmq_msg_init(&in);
+    for (;;) {
+        if (zmq_msg_recv(&in, sh.sink_in, 0) < 0)
+            die("zmq_msg_recv sink");
+        const char *p = zmq_msg_data(&in);
+        size_t n = zmq_msg_size(&in), off = 0;
+        if (n == 0)
+            break;
+        while (off + 4 <= n) {
+            uint32_t len;
+            memcpy(&len, p + off, 4);
+            off += 4 + (size_t)len;
+            bytes += len;
+            records++;
+        }
+        bad |= off != n;
+    }
+    uint64_t t1 = now_ns(CLOCK_MONOTONIC);
+    double sink_cpu = (double)now_ns(CLOCK_THREAD_CPUTIME_ID) / 1e9;
+    zmq_msg_close(&in);
+    pthread_join(tg, NULL);
+    pthread_join(tx, NULL);
+
+    double secs = (double)(t1 - t0) / 1e9;
+    printf("raw batch=%u records=%" PRIu64 " seconds=%.3f rate=%.0f send=%s "
+           "bytes_per_record=%.1f\n",
+           sh.o.batch, records, secs, (double)records / secs,
+           sh.o.zerocopy ? "zc" : "copy",
+           records ? (double)bytes / (double)records : 0.0);
+    /* Where the CPU went: on a 2-core machine three busy threads share two
+     * cores, so the sum is what bounds the rate. */
+    fprintf(stderr, "raw cpu_s gen=%.3f xform=%.3f sink=%.3f\n", sh.gen_cpu,
+            sh.xf_cpu, sink_cpu);
+
+    int rc = 0;
+    if (bad || sh.xf_rc || records != sh.o.count || records != sh.xf_records ||
+        bytes != sh.xf_bytes || bytes != sh.gen_bytes) {
+        fprintf(stderr,
+                "raw_zmq: CHECK FAILED: expected %" PRIu64 " records, sink "
+                "got %" PRIu64 " (xform %" PRIu64 "); bytes gen %" PRIu64
+                " xform %" PRIu64 " sink %" PRIu64 "%s\n",
+                sh.o.count, records, sh.xf_records, sh.gen_bytes, sh.xf_bytes,
+                bytes, bad ? "; malformed frame" : "");
+        rc = 1;
+    }
+    zmq_close(sh.gen_out);
+    zmq_close(sh.xf_in);
+    zmq_close(sh.xf_out);
+    zmq_close(sh.sink_in);
+    zmq_ctx_term(ctx);
+    return rc;
+}
