@@ -20,7 +20,7 @@ static int s_reserve(sl_batch_t *b, size_t more)
 {
     if (b->cap - b->len >= more)
         return 0;
-    size_t want = b->cap ? b->cap : 4096;
+    size_t want = b->cap ? b->cap : b->cap_hint > 4096 ? b->cap_hint : 4096;
     while (want - b->len < more) {
         if (want > SIZE_MAX / 2)
             return -ENOMEM;
@@ -135,7 +135,11 @@ char *sl__batch_release(sl_batch_t *b, size_t *len)
     sl__put_u32((unsigned char *)b->data + 4, b->count);
     char *data = b->data;
     *len = b->len;
+    size_t hint = b->cap;
     memset(b, 0, sizeof(*b));
+    /* The next batch is likely the same size: growing it again from 4 KiB
+     * by doubling would cost several reallocs per batch. */
+    b->cap_hint = hint;
     return data;
 }
 

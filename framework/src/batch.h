@@ -39,6 +39,7 @@ typedef struct sl_batch {
     size_t cap;
     uint32_t count;
     size_t open;  /* offset of a record begun but not committed, or 0 */
+    size_t cap_hint; /* size of the last buffer given away: start there */
 } sl_batch_t;
 
 void sl__batch_init(sl_batch_t *b);

@@ -276,6 +276,44 @@ Test(json, floats)
     free(s);
 }
 
+/* Every double the encoder prints reads back as the same double: decimals
+ * (the fast path), awkward binary fractions, and random bit patterns. */
+Test(json, doubles_read_back_exactly)
+{
+    srand(12345);
+    for (int i = 0; i < 200000; i++) {
+        double d;
+        switch (i % 4) {
+        case 0: /* prices and amounts */
+            d = (double)(rand() % 10000000) / 100.0;
+            break;
+        case 1: /* up to six decimals */
+            d = (double)(rand() - RAND_MAX / 2) / 1e6;
+            break;
+        case 2: /* values near the fast path's edges */
+            d = (rand() % 2 ? 1e9 : 1e-6) * (0.5 + (double)rand() / RAND_MAX);
+            break;
+        default: { /* any finite bit pattern */
+            uint64_t bits = (uint64_t)rand() << 33 ^ (uint64_t)rand() << 11 ^
+                            (uint64_t)rand();
+            memcpy(&d, &bits, sizeof(d));
+            if (!isfinite(d))
+                d = 1.0 / 3.0;
+        }
+        }
+        msgpack_object o = {.type = MSGPACK_OBJECT_FLOAT64, .via.f64 = d};
+        char *text = enc(&o);
+        char *end = NULL;
+        double back = strtod(text, &end);
+        cr_assert(*end == '\0' && back == d, "%.17g printed as %s", d, text);
+        cr_assert(strpbrk(text, ".e"), "%s would read back as an integer", text);
+        free(text);
+    }
+    char *s = rt("[720.46,0.5,-3.25,1e-6,999999999.999999]");
+    cr_expect_str_eq(s, "[720.46,0.5,-3.25,0.000001,999999999.999999]");
+    free(s);
+}
+
 Test(json, string_escaping)
 {
     check_rt("\"q\\\" b\\\\ s\\/ n\\n r\\r t\\t b\\b f\\f\"",
