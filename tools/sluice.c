@@ -1,5 +1,9 @@
 /* sluice: run, check and inspect stream-processing topologies. */
 #include "cli.h"
+#include "procpool.h"
+
+#include <limits.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -32,6 +36,15 @@ int main(int argc, char **argv)
         return SL_EXIT_USAGE;
     }
     const char *cmd = argv[1];
+    /* Worker processes of process lanes run this same executable. */
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        sl__procpool_set_worker_exe(self);
+    }
+    if (strcmp(cmd, "__worker") == 0)
+        return sl__procworker_main(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return sl_cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0)

@@ -48,6 +48,8 @@ struct sl_config_doc {
     size_t n_nodes, cap_nodes;
     sl_diag_t *diag;     /* where sl_config_error() reports; may be NULL */
     char *context;
+    char *source;        /* the text parsed, for process-lane workers */
+    size_t source_len;
 };
 
 /* ---- reporting ---------------------------------------------------------- */
@@ -669,6 +671,7 @@ void sl__config_doc_destroy(sl_config_doc_t **docp)
     }
     free(doc->nodes);
     free(doc->context);
+    free(doc->source);
     free(doc->dir);
     free(doc->name);
     free(doc);
@@ -729,6 +732,14 @@ sl_config_doc_t *sl__config_doc_parse(const char *name, const char *basedir,
     free(b);
     if (rc != 0 || errors > 0)
         goto fail;
+    doc->source = malloc(len + 1);
+    if (!doc->source) {
+        s_diag_out(diag, "%s: out of memory", name);
+        goto fail;
+    }
+    memcpy(doc->source, text, len);
+    doc->source[len] = '\0';
+    doc->source_len = len;
     /* Nothing but comments, or a bare "---": treat as an empty map. */
     if (!doc->root || (doc->root->type == SL_CONFIG_NULL && doc->root->plain &&
                        doc->root->text[0] == '\0')) {
@@ -1084,4 +1095,16 @@ int sl_config_get_path(const sl_config_t *map, const char *key,
     else
         *out = s_join(map->doc->dir, p);
     return *out ? 0 : -ENOMEM;
+}
+
+const char *sl__config_doc_source(const sl_config_doc_t *doc, size_t *len)
+{
+    if (len)
+        *len = doc->source_len;
+    return doc->source;
+}
+
+const char *sl__config_doc_name(const sl_config_doc_t *doc)
+{
+    return doc->name;
 }

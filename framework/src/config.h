@@ -35,6 +35,11 @@ void sl__config_doc_destroy(sl_config_doc_t **doc);
 const sl_config_t *sl__config_doc_root(const sl_config_doc_t *doc);
 /* Directory that relative paths in this document resolve against. */
 const char *sl__config_doc_dir(const sl_config_doc_t *doc);
+/* The text the document was parsed from (NUL-terminated), so that a
+ * process-lane worker rebuilds exactly the same topology, not whatever the
+ * file holds by the time it starts; and the name used in messages. */
+const char *sl__config_doc_source(const sl_config_doc_t *doc, size_t *len);
+const char *sl__config_doc_name(const sl_config_doc_t *doc);
 
 /* Where sl_config_error() on nodes of this document reports to, and the
  * context put before each message (e.g. "stage 'parse'", or NULL). Not

@@ -104,6 +104,25 @@ static uint64_t s_hash_key(const msgpack_object *o)
     }
 }
 
+/* Hands an item to the workers: the shared or a worker's own queue for
+ * thread lanes (caller holds r->mu), the process pool for process lanes. */
+static void s_deliver_locked(sl_runner_t *r, sl_work_t *item)
+{
+    r->inflight++;
+    if (r->pp)
+        return; /* queued by the caller once the lock is dropped */
+    sl_work_t **head = &r->q_head, **tail = &r->q_tail;
+    if (item->worker >= 0) {
+        head = &r->workers[item->worker].q_head;
+        tail = &r->workers[item->worker].q_tail;
+    }
+    if (*tail)
+        (*tail)->next = item;
+    else
+        *head = item;
+    *tail = item;
+}
+
 static int s_enqueue_partitioned(sl_runner_t *r, zmq_msg_t *msg,
                                  uint32_t link)
 {
@@ -143,25 +162,22 @@ static int s_enqueue_partitioned(sl_runner_t *r, zmq_msg_t *msg,
         }
         items[w]->count = parts[w].count;
         items[w]->link = link;
+        items[w]->worker = (int)w;
         items[w]->owned_buf = sl__batch_release(&parts[w], &items[w]->owned_len);
         if (!items[w]->owned_buf)
             rc = -ENOMEM;
     }
     if (rc == 0) {
         pthread_mutex_lock(&r->mu);
-        for (unsigned w = 0; w < n; w++) {
-            if (!items[w])
-                continue;
-            sl_worker_t *wk = &r->workers[w];
-            if (wk->q_tail)
-                wk->q_tail->next = items[w];
-            else
-                wk->q_head = items[w];
-            wk->q_tail = items[w];
-            r->inflight++;
-        }
+        for (unsigned w = 0; w < n; w++)
+            if (items[w])
+                s_deliver_locked(r, items[w]);
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
+        if (r->pp)
+            for (unsigned w = 0; w < n; w++)
+                if (items[w])
+                    sl__procpool_enqueue(r->pp, items[w]);
     } else {
         for (unsigned w = 0; w < n; w++)
             if (items[w]) {
@@ -190,15 +206,13 @@ static int s_enqueue(sl_runner_t *r, zmq_msg_t *msg, uint32_t link,
     zmq_msg_move(&item->msg, msg);
     item->count = count;
     item->link = link;
+    item->worker = -1;
     pthread_mutex_lock(&r->mu);
-    if (r->q_tail)
-        r->q_tail->next = item;
-    else
-        r->q_head = item;
-    r->q_tail = item;
-    r->inflight++;
+    s_deliver_locked(r, item);
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
+    if (r->pp)
+        sl__procpool_enqueue(r->pp, item);
     return 0;
 }
 
@@ -431,9 +445,22 @@ static void s_pump(sl_runner_t *r)
     }
 }
 
+/* Credit goes back in chunks of a quarter of the link's share, or all of it
+ * once the stage has nothing in hand (no further completion will come to
+ * round the chunk up). Fewer, larger CREDIT messages; the upstream never
+ * waits on credit that is merely being held back, because an idle stage
+ * returns everything. */
 static void s_return_credit(sl_runner_t *r)
 {
+    pthread_mutex_lock(&r->mu);
+    int idle = r->inflight == 0;
+    pthread_mutex_unlock(&r->mu);
+    idle = idle && !r->pend_head;
     for (size_t l = 0; l < r->rx.n_links; l++) {
+        const sl_credit_link_t *link = &r->rx.links[l];
+        uint32_t chunk = link->share / 4 ? link->share / 4 : 1;
+        if (!idle && link->to_return < chunk)
+            continue;
         uint32_t n = sl__credit_rx_take_return(&r->rx, l);
         if (n && !r->in_eos[l])
             s_send_credit(r, l, n);
@@ -470,8 +497,10 @@ void *sl__dispatcher_main(void *arg)
 {
     sl_runner_t *r = arg;
     sl_run_t *run = r->run;
-    size_t n_items = (r->in_sock ? 1 : 0) + r->n_out + 1;
-    zmq_pollitem_t items[n_items];
+    size_t n_fixed = (r->in_sock ? 1 : 0) + r->n_out + 1;
+    /* a process pool adds its socket and one pidfd per child */
+    size_t n_max = n_fixed + (r->pp ? 1 + r->n_workers : 0);
+    zmq_pollitem_t items[n_max];
     size_t k = 0;
     if (r->in_sock)
         items[k++] = (zmq_pollitem_t){.socket = r->in_sock, .events = ZMQ_POLLIN};
@@ -489,8 +518,17 @@ void *sl__dispatcher_main(void *arg)
                    zmq_strerror(errno));
     }
 
+    if (r->pp)
+        sl__procpool_start(r->pp);
     int flushing = 0;
     while (!atomic_load(&run->aborting)) {
+        int n_items = (int)n_fixed;
+        int timeout = 200;
+        if (r->pp) {
+            timeout = sl__procpool_tick(r->pp, timeout);
+            n_items += sl__procpool_pollitems(r->pp, items + n_fixed,
+                                              (int)(n_max - n_fixed));
+        }
         /* A stop request is noticed by the sources themselves at their next
          * pull; the timeout only bounds how late an abort is seen. */
         /* Announce the sleep, then look once more: a worker that posts
@@ -499,13 +537,13 @@ void *sl__dispatcher_main(void *arg)
         pthread_mutex_lock(&r->mu);
         int pending = r->done_head != NULL;
         pthread_mutex_unlock(&r->mu);
-        int rc = zmq_poll(items, (int)n_items, pending ? 0 : 200);
+        int rc = zmq_poll(items, n_items, pending ? 0 : timeout);
         atomic_store(&r->polling, 0);
         if (rc < 0 && errno != EINTR) {
             s_fail(r, "poll failed: %s", zmq_strerror(errno));
             break;
         }
-        if (items[n_items - 1].revents & ZMQ_POLLIN) {
+        if (items[n_fixed - 1].revents & ZMQ_POLLIN) {
             uint64_t v;
             ssize_t got = read(r->efd, &v, sizeof(v));
             (void)got;
@@ -515,21 +553,30 @@ void *sl__dispatcher_main(void *arg)
         for (size_t o = 0; o < r->n_out; o++)
             if (items[out0 + o].revents & ZMQ_POLLIN)
                 s_drain_credit(r, o);
+        if (r->pp)
+            sl__procpool_on_ready(r->pp, items + n_fixed,
+                                  n_items - (int)n_fixed);
         s_pump(r);
         s_return_credit(r);
 
         if (!flushing && r->desc->kind != SL_STAGE_SOURCE && s_inputs_done(r)) {
             flushing = 1;
-            pthread_mutex_lock(&r->mu);
-            r->flush_now = 1;
-            pthread_cond_broadcast(&r->cv);
-            pthread_mutex_unlock(&r->mu);
+            if (r->pp) {
+                sl__procpool_flush(r->pp);
+            } else {
+                pthread_mutex_lock(&r->mu);
+                r->flush_now = 1;
+                pthread_cond_broadcast(&r->cv);
+                pthread_mutex_unlock(&r->mu);
+            }
         }
         if (r->lasts == r->n_workers && !r->pend_head) {
             s_send_eos(r);
             break;
         }
     }
+    /* Worker processes end with the thread that started them. */
+    sl__procpool_destroy(&r->pp);
     /* Workers waiting for work or credit must not outlive the dispatcher. */
     pthread_mutex_lock(&r->mu);
     if (atomic_load(&run->aborting))

@@ -1,4 +1,5 @@
 #include "run.h"
+#include "deadletter.h"
 #include "endian.h"
 #include "log.h"
 
@@ -114,7 +115,23 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
                     r->out_link[o] = (uint32_t)l;
         }
     }
-    return sl__worker_init_all(r, err, errlen);
+    if (s->dl_path) {
+        r->dl = sl__deadletter_open(s->dl_path, s->dl_format, err, errlen);
+        if (!r->dl)
+            return -EIO;
+    }
+    int rc = sl__worker_init_all(r, err, errlen);
+    if (rc == 0 && s->lane == SL_LANE_PROCESS) {
+        if (r->desc->kind == SL_STAGE_SOURCE) {
+            s_err(err, errlen, "stage '%s': lane: process is for transforms "
+                  "and sinks; a source runs in the sluice process", s->name);
+            return -EINVAL;
+        }
+        r->pp = sl__procpool_new(r, err, errlen);
+        if (!r->pp)
+            return -EIO;
+    }
+    return rc;
 nomem:
     s_err(err, errlen, "out of memory");
     return -ENOMEM;
@@ -245,7 +262,9 @@ static void s_runner_fini(sl_runner_t *r)
 {
     if (!r->run)
         return;
+    sl__procpool_destroy(&r->pp);
     sl__worker_fini_all(r);
+    sl__deadletter_close(&r->dl);
     while (r->q_head) {
         sl_work_t *item = r->q_head;
         r->q_head = item->next;
@@ -329,6 +348,9 @@ void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out)
         out->busy += (unsigned)atomic_load_explicit(&w->busy, RELAXED);
     }
     out->busy_s = (double)busy_ns / 1e9;
+    out->restarts = atomic_load_explicit(&r->restarts, RELAXED);
+    out->redelivered = atomic_load_explicit(&r->redelivered, RELAXED);
+    out->dup_out = atomic_load_explicit(&r->dup_out, RELAXED);
     out->held = atomic_load_explicit(&r->held_now, RELAXED);
     out->held_max = atomic_load_explicit(&r->held_max, RELAXED);
     out->finished = atomic_load(&r->finished);

@@ -15,6 +15,7 @@
 
 #include "ctx.h"
 #include "hist.h"
+#include "procpool.h"
 #include "proto.h"
 #include "topology.h"
 
@@ -24,6 +25,7 @@
 
 typedef struct sl_run sl_run_t;
 typedef struct sl_runner sl_runner_t;
+typedef struct sl_deadletter sl_deadletter_t;
 
 typedef struct sl_work {
     struct sl_work *next;
@@ -32,6 +34,7 @@ typedef struct sl_work {
     size_t owned_len;
     uint32_t count;
     uint32_t link;
+    int worker;      /* the worker it must go to (partitioned), or -1 */
 } sl_work_t;
 
 typedef struct sl_done {
@@ -115,12 +118,17 @@ struct sl_runner {
 
     sl_worker_t *workers;
     unsigned n_workers;
+    sl_procpool_t *pp;    /* process lanes: the worker processes */
+    sl_deadletter_t *dl;  /* the stage's dead-letter file, or NULL */
 
     /* Live gauges. */
     atomic_uint held_now;
     atomic_uint held_max;
     atomic_int finished;
     atomic_int failed;
+    atomic_uint_fast64_t restarts; /* worker processes that died */
+    atomic_uint_fast64_t redelivered; /* handled by a worker that died, again */
+    atomic_uint_fast64_t dup_out;     /* outputs sent twice because of that */
 };
 
 /* Worker side (worker.c). */

@@ -14,20 +14,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #define SL_TOPO_MAX_WORKERS 1024u
 #define SL_TOPO_MAX_QUEUE (1u << 24)
 #define SL_TOPO_MAX_BATCH 4096u
 #define SL_TOPO_DEFAULT_QUEUE 1024u
 #define SL_TOPO_DEFAULT_BATCH 256u
+#define SL_TOPO_MAX_MS 86400000u /* 24 h: timeouts, idle time, backoff */
+#define SL_TOPO_MAX_ATTEMPTS 1000u
+#define SL_TOPO_DEFAULT_ATTEMPTS 3u
+#define SL_TOPO_DEFAULT_BACKOFF_MS 100u
+#define SL_TOPO_DEFAULT_MAX_BACKOFF_MS 10000u
+#define SL_TOPO_DEFAULT_IDLE_MS 30000u
 
 static const char *const s_top_keys[] = {"name", "defaults", "stages", NULL};
-static const char *const s_default_keys[] = {"workers", "queue", "batch",
-                                             NULL};
+static const char *const s_default_keys[] = {
+    "workers", "queue", "batch", "lane", "retry", "dead_letter", NULL};
 static const char *const s_stage_keys[] = {
-    "name",  "plugin", "config", "workers",      "queue",
-    "batch", "from",   "fanout", "partition_by", NULL};
+    "name",         "plugin", "config",  "workers", "queue",
+    "batch",        "from",   "fanout",  "lane",    "timeout",
+    "partition_by", "retry",  "dead_letter", NULL};
 static const char *const s_fanouts[] = {"broadcast", "round_robin", NULL};
+static const char *const s_lanes[] = {"thread", "process", NULL};
+static const char *const s_pool_keys[] = {"min", "max", "idle", NULL};
+static const char *const s_retry_keys[] = {"max_attempts", "backoff_ms",
+                                           "max_backoff_ms", NULL};
+static const char *const s_dl_keys[] = {"path", "format", NULL};
+static const char *const s_dl_formats[] = {"jsonl", "msgpack", NULL};
 
 /* What the checks remember about each stage beyond sl_topo_stage_t. */
 typedef struct s_info {
@@ -36,18 +51,41 @@ typedef struct s_info {
     const sl_config_t *queue_node;  /* NULL: from defaults */
     const sl_config_t *fanout_node;
     const sl_config_t *partition_node;
+    const sl_config_t *dl_node;     /* the dead-letter path, if any */
     const sl_config_t **in_nodes;   /* per input: where it was named */
     sl_stage_kind_t kind;           /* 0 when the plugin did not load */
     char label[80];                 /* "stage 'x'" or "stage #3" */
 } s_info_t;
 
+/* `workers:` as read: a fixed count, `auto`, or {min, max, idle}. */
+typedef struct s_workers {
+    unsigned min, max; /* equal for a fixed pool; 0 for auto until resolved */
+    uint32_t idle_ms;
+    bool is_auto;
+    const sl_config_t *max_node; /* where the upper bound was written */
+} s_workers_t;
+
+typedef struct s_retry {
+    uint32_t max_attempts, backoff_ms, max_backoff_ms;
+} s_retry_t;
+
+/* `dead_letter:` as written, resolved per stage ({stage} differs). */
+typedef struct s_dl {
+    const sl_config_t *node; /* the path's node; NULL when not configured */
+    int format;              /* an sl_dl_format_t, or -1: by extension */
+} s_dl_t;
+
 typedef struct s_parse {
     sl_topology_t *t;
     sl_diag_t *diag;
     s_info_t *info;
-    unsigned d_workers; /* defaults: */
-    bool d_auto;
+    s_workers_t d_workers; /* defaults: */
     uint32_t d_queue, d_batch;
+    sl_lane_t d_lane;
+    bool d_lane_bad;
+    s_retry_t d_retry;
+    s_dl_t d_dl;
+    bool d_dl_checked; /* its folder has no {stage}: checked once */
     unsigned cpu_budget; /* 0 until first needed */
     bool oom;
 } s_parse_t;
@@ -217,14 +255,135 @@ static bool s_get_range(s_parse_t *p, const sl_config_t *n, const char *key,
     return true;
 }
 
-/* workers: N or auto. */
-static bool s_get_workers(s_parse_t *p, const sl_config_t *n,
-                          const char *label, unsigned *out, bool *is_auto)
+/* "in 'defaults.retry'" or "in 'retry' of stage 'x'": where a nested
+ * map's unknown key is. */
+static void s_where(char *buf, size_t len, const char *key, const char *label)
 {
+    if (strcmp(label, "defaults") == 0)
+        snprintf(buf, len, "in 'defaults.%s'", key);
+    else
+        snprintf(buf, len, "in '%s' of %s", key, label);
+}
+
+/* A word from a short list; reports with a hint and returns -1 otherwise. */
+static int s_get_word(s_parse_t *p, const sl_config_t *n, const char *key,
+                      const char *label, const char *const *words)
+{
+    char buf[96];
+    const char *v =
+        sl_config_type(n) == SL_CONFIG_STRING ? sl_config_str(n) : NULL;
+    for (int i = 0; v && words[i]; i++)
+        if (strcmp(v, words[i]) == 0)
+            return i;
+    const char *hint = v ? s_suggest(v, words, s_count(words)) : NULL;
+    s_err(p, n, "%s: '%s' must be '%s' or '%s', got %s%s%s%s", label, key,
+          words[0], words[1], s_what(n, buf, sizeof(buf)),
+          hint ? "; did you mean '" : "", hint ? hint : "",
+          hint ? "'?" : "");
+    return -1;
+}
+
+/* "500ms", "2s", "1m", "1h" -> milliseconds; false if not of that form. */
+static bool s_parse_duration(const char *s, uint64_t *ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    uint64_t v = 0;
+    size_t digits = 0;
+    for (; *s >= '0' && *s <= '9'; s++, digits++)
+        if (digits < 12)
+            v = v * 10 + (uint64_t)(*s - '0');
+    if (!digits)
+        return false;
+    if (digits >= 12)
+        v = UINT64_MAX / 3600000; /* out of range, without overflowing */
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strcmp(s, units[i].unit) == 0) {
+            *ms = v * units[i].ms;
+            return true;
+        }
+    return false;
+}
+
+/* A duration from 1 ms to 24 h: whole milliseconds, or a string with a
+ * unit. */
+static bool s_get_duration(s_parse_t *p, const sl_config_t *n,
+                           const char *key, const char *label, uint32_t *out)
+{
+    char buf[96];
+    int64_t v;
+    uint64_t ms = 0;
+    bool ok = false;
+    if (sl_config_int(n, &v) == 0) {
+        ok = true;
+        ms = v < 0 ? 0 : (uint64_t)v;
+    } else if (sl_config_type(n) == SL_CONFIG_STRING) {
+        ok = s_parse_duration(sl_config_str(n), &ms);
+    }
+    if (!ok) {
+        s_err(p, n,
+              "%s: '%s' must be a duration such as 500ms, 2s or 1m (a bare "
+              "number is milliseconds), got %s",
+              label, key, s_what(n, buf, sizeof(buf)));
+        return false;
+    }
+    if (ms < 1 || ms > SL_TOPO_MAX_MS) {
+        s_err(p, n, "%s: '%s' must be from 1ms to 24h, got %s", label, key,
+              s_what(n, buf, sizeof(buf)));
+        return false;
+    }
+    *out = (uint32_t)ms;
+    return true;
+}
+
+/* workers: {min: N, max: M, idle: 30s}, an elastic pool. */
+static bool s_get_pool(s_parse_t *p, const sl_config_t *n, const char *label,
+                       s_workers_t *out)
+{
+    char where[128];
+    size_t before = p->diag->count;
+    s_where(where, sizeof(where), "workers", label);
+    s_check_keys(p, n, s_pool_keys, where);
+    s_workers_t w = {.min = 1, .idle_ms = SL_TOPO_DEFAULT_IDLE_MS};
+    const sl_config_t *mn = sl_config_get(n, "min");
+    const sl_config_t *mx = sl_config_get(n, "max");
+    const sl_config_t *idle = sl_config_get(n, "idle");
+    if (mn)
+        s_get_range(p, mn, "workers.min", label, 1, SL_TOPO_MAX_WORKERS,
+                    &w.min);
+    if (!mx)
+        s_err(p, n, "%s: 'workers' as a map needs 'max' (and may have "
+              "'min' and 'idle')", label);
+    else
+        s_get_range(p, mx, "workers.max", label, 1, SL_TOPO_MAX_WORKERS,
+                    &w.max);
+    if (idle)
+        s_get_duration(p, idle, "workers.idle", label, &w.idle_ms);
+    if (p->diag->count != before)
+        return false;
+    if (w.max < w.min) {
+        s_err(p, mx, "%s: 'workers.max' (%u) must be at least "
+              "'workers.min' (%u)", label, w.max, w.min);
+        return false;
+    }
+    w.max_node = mx;
+    *out = w;
+    return true;
+}
+
+/* workers: N, auto, or a map (see s_get_pool). */
+static bool s_get_workers(s_parse_t *p, const sl_config_t *n,
+                          const char *label, s_workers_t *out)
+{
+    if (sl_config_type(n) == SL_CONFIG_MAP)
+        return s_get_pool(p, n, label, out);
+    s_workers_t w = {.idle_ms = SL_TOPO_DEFAULT_IDLE_MS, .max_node = n};
     if (sl_config_type(n) == SL_CONFIG_STRING &&
         strcmp(sl_config_str(n), "auto") == 0) {
-        *is_auto = true;
-        *out = 0;
+        w.is_auto = true;
+        *out = w;
         return true;
     }
     int64_t v;
@@ -236,9 +395,144 @@ static bool s_get_workers(s_parse_t *p, const sl_config_t *n,
               label, SL_TOPO_MAX_WORKERS, s_what(n, buf, sizeof(buf)));
         return false;
     }
-    *is_auto = false;
-    *out = (unsigned)v;
+    w.min = w.max = (unsigned)v;
+    *out = w;
     return true;
+}
+
+/* retry: {max_attempts, backoff_ms, max_backoff_ms}; keys left out keep
+ * the values in *r (the defaults'). */
+static void s_get_retry(s_parse_t *p, const sl_config_t *n, const char *label,
+                        s_retry_t *r)
+{
+    char buf[96], where[128];
+    if (sl_config_type(n) != SL_CONFIG_MAP) {
+        s_err(p, n, "%s: 'retry' must be a map such as {max_attempts: 3, "
+              "backoff_ms: 100}, got %s", label, s_what(n, buf, sizeof(buf)));
+        return;
+    }
+    s_where(where, sizeof(where), "retry", label);
+    s_check_keys(p, n, s_retry_keys, where);
+    s_retry_t v = *r;
+    const sl_config_t *a = sl_config_get(n, "max_attempts");
+    const sl_config_t *b = sl_config_get(n, "backoff_ms");
+    const sl_config_t *m = sl_config_get(n, "max_backoff_ms");
+    bool ok = true;
+    if (a)
+        ok &= s_get_range(p, a, "retry.max_attempts", label, 1,
+                          SL_TOPO_MAX_ATTEMPTS, &v.max_attempts);
+    if (b)
+        ok &= s_get_range(p, b, "retry.backoff_ms", label, 0, SL_TOPO_MAX_MS,
+                          &v.backoff_ms);
+    if (m)
+        ok &= s_get_range(p, m, "retry.max_backoff_ms", label, 0,
+                          SL_TOPO_MAX_MS, &v.max_backoff_ms);
+    if (!ok)
+        return;
+    if ((b || m) && v.max_backoff_ms < v.backoff_ms) {
+        s_err(p, m ? m : b, "%s: 'retry.max_backoff_ms' (%u) must be at "
+              "least 'retry.backoff_ms' (%u)", label, v.max_backoff_ms,
+              v.backoff_ms);
+        return;
+    }
+    *r = v;
+}
+
+/* dead_letter: PATH or {path: PATH, format: jsonl|msgpack}. */
+static void s_get_dl(s_parse_t *p, const sl_config_t *n, const char *label,
+                     s_dl_t *out)
+{
+    char buf[96], where[128];
+    s_dl_t d = {.node = n, .format = -1};
+    const char *key = "dead_letter";
+    if (sl_config_type(n) == SL_CONFIG_MAP) {
+        s_where(where, sizeof(where), "dead_letter", label);
+        s_check_keys(p, n, s_dl_keys, where);
+        const sl_config_t *f = sl_config_get(n, "format");
+        if (f && (d.format = s_get_word(p, f, "dead_letter.format", label,
+                                        s_dl_formats)) < 0)
+            return;
+        key = "dead_letter.path";
+        if (!(d.node = sl_config_get(n, "path"))) {
+            s_err(p, n, "%s: 'dead_letter' needs 'path'", label);
+            return;
+        }
+    }
+    if (!s_is_text(d.node)) {
+        s_err(p, d.node, "%s: '%s' must be a file path%s, got %s", label,
+              key, d.node == n ? " or a map {path, format}" : "",
+              s_what(d.node, buf, sizeof(buf)));
+        return;
+    }
+    if (!sl_config_str(d.node)[0]) {
+        s_err(p, d.node, "%s: '%s' must not be empty", label, key);
+        return;
+    }
+    *out = d;
+}
+
+/* The path with each "{stage}" replaced, made absolute against the
+ * topology's folder. NULL if out of memory. */
+static char *s_dl_path(s_parse_t *p, const char *text, const char *stage)
+{
+    static const char token[] = "{stage}";
+    const size_t tl = sizeof(token) - 1;
+    const char *dir = text[0] == '/' ? "" : sl__config_doc_dir(p->t->doc);
+    size_t n = strlen(dir) + 1 + strlen(text) + 1;
+    for (const char *q = text; (q = strstr(q, token)); q += tl)
+        n += strlen(stage);
+    char *out = malloc(n), *o = out;
+    if (!out)
+        return NULL;
+    if (*dir)
+        o += sprintf(o, "%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/");
+    for (const char *q = text; *q;) {
+        if (strncmp(q, token, tl) == 0) {
+            o = stpcpy(o, stage);
+            q += tl;
+        } else {
+            *o++ = *q++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The folder of a dead-letter file must exist; it is not created here
+ * (validation has no side effects). */
+static void s_check_dl_dir(s_parse_t *p, const sl_config_t *at,
+                           const char *label, const char *path)
+{
+    struct stat sb;
+    size_t len = strlen(path);
+    if (path[len - 1] == '/' || (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+        s_err(p, at, "%s: dead_letter '%s' is a directory; name a file in it",
+              label, path);
+        return;
+    }
+    char *dir = strdup(path);
+    if (!dir) {
+        p->oom = true;
+        return;
+    }
+    char *slash = strrchr(dir, '/');
+    slash[slash == dir] = '\0'; /* "/x" keeps its "/" */
+    if (stat(dir, &sb) < 0)
+        s_err(p, at, "%s: dead_letter '%s': directory '%s' does not exist",
+              label, path, dir);
+    else if (!S_ISDIR(sb.st_mode))
+        s_err(p, at, "%s: dead_letter '%s': '%s' is not a directory", label,
+              path, dir);
+    free(dir);
+}
+
+static sl_dl_format_t s_dl_format_of(const char *path)
+{
+    const char *dot = strrchr(strrchr(path, '/'), '.');
+    if (dot && (strcasecmp(dot, ".msgpack") == 0 ||
+                strcasecmp(dot, ".mpk") == 0))
+        return SL_DL_MSGPACK;
+    return SL_DL_JSONL;
 }
 
 static unsigned s_cpu_budget(s_parse_t *p)
@@ -261,13 +555,37 @@ static void s_parse_defaults(s_parse_t *p, const sl_config_t *defaults)
     s_check_keys(p, defaults, s_default_keys, "in 'defaults'");
     const sl_config_t *n;
     if ((n = sl_config_get(defaults, "workers")))
-        s_get_workers(p, n, "defaults", &p->d_workers, &p->d_auto);
+        s_get_workers(p, n, "defaults", &p->d_workers);
     if ((n = sl_config_get(defaults, "queue")))
         s_get_range(p, n, "queue", "defaults", 1, SL_TOPO_MAX_QUEUE,
                     &p->d_queue);
     if ((n = sl_config_get(defaults, "batch")))
         s_get_range(p, n, "batch", "defaults", 1, SL_TOPO_MAX_BATCH,
                     &p->d_batch);
+    if ((n = sl_config_get(defaults, "lane"))) {
+        int lane = s_get_word(p, n, "lane", "defaults", s_lanes);
+        p->d_lane = lane < 0 ? SL_LANE_THREAD : (sl_lane_t)lane;
+        p->d_lane_bad = lane < 0;
+    }
+    if ((n = sl_config_get(defaults, "retry")))
+        s_get_retry(p, n, "defaults", &p->d_retry);
+    if ((n = sl_config_get(defaults, "dead_letter")))
+        s_get_dl(p, n, "defaults", &p->d_dl);
+    /* A folder without {stage} is the same for every stage: check it once
+     * here rather than once per stage. */
+    const char *text = p->d_dl.node ? sl_config_str(p->d_dl.node) : NULL;
+    const char *slash = text ? strrchr(text, '/') : NULL;
+    const char *tok = text ? strstr(text, "{stage}") : NULL;
+    if (text && (!tok || !slash || tok > slash)) {
+        char *path = s_dl_path(p, text, "{stage}");
+        if (!path) {
+            p->oom = true;
+            return;
+        }
+        s_check_dl_dir(p, p->d_dl.node, "defaults", path);
+        p->d_dl_checked = true;
+        free(path);
+    }
 }
 
 static bool s_valid_name(const char *s)
@@ -398,18 +716,14 @@ static void s_stage_numbers(s_parse_t *p, size_t i, const sl_config_t *st)
 {
     sl_topo_stage_t *s = &p->t->stages[i];
     s_info_t *in = &p->info[i];
-    s->workers = p->d_workers;
-    s->workers_auto = p->d_auto;
+    s_workers_t w = p->d_workers;
+    bool explicit_count = false;
     s->queue = p->d_queue;
     s->batch = p->d_batch;
     const sl_config_t *n;
-    bool is_auto;
-    unsigned w;
     const sl_config_t *wnode = sl_config_get(st, "workers");
-    if (wnode && s_get_workers(p, wnode, in->label, &w, &is_auto)) {
-        s->workers = w;
-        s->workers_auto = is_auto;
-    }
+    if (wnode && s_get_workers(p, wnode, in->label, &w))
+        explicit_count = !w.is_auto;
     if ((n = sl_config_get(st, "queue"))) {
         in->queue_node = n;
         s_get_range(p, n, "queue", in->label, 1, SL_TOPO_MAX_QUEUE,
@@ -420,18 +734,69 @@ static void s_stage_numbers(s_parse_t *p, size_t i, const sl_config_t *st)
                     &s->batch);
 
     unsigned max = s->plugin ? s->plugin->desc->max_workers : 0;
-    if (s->workers_auto)
-        s->workers = s_cpu_budget(p);
-    if (max && s->workers > max) {
+    if (w.is_auto)
+        w.min = w.max = s_cpu_budget(p);
+    if (max && w.max > max) {
         /* Only an explicit count is a mistake: `auto` and the defaults
          * mean "as many as fit". */
-        if (wnode && !s->workers_auto)
-            s_err(p, wnode,
+        if (explicit_count)
+            s_err(p, w.max_node,
                   "%s: plugin '%s' allows at most %u worker%s, got %u",
                   in->label, s->plugin_name, max, max == 1 ? "" : "s",
-                  s->workers);
-        s->workers = max;
+                  w.max);
+        w.max = max;
+        if (w.min > max)
+            w.min = max;
     }
+    s->workers = w.min;
+    s->workers_auto = w.is_auto;
+    s->workers_min = w.min;
+    s->workers_max = w.max;
+    s->idle_shrink_ms = w.idle_ms;
+}
+
+/* lane, timeout, retry and dead_letter: how failures are handled. */
+static void s_stage_failures(s_parse_t *p, size_t i, const sl_config_t *st)
+{
+    sl_topo_stage_t *s = &p->t->stages[i];
+    s_info_t *in = &p->info[i];
+    const sl_config_t *n;
+    int lane = p->d_lane_bad ? -1 : (int)p->d_lane;
+    if ((n = sl_config_get(st, "lane")))
+        lane = s_get_word(p, n, "lane", in->label, s_lanes);
+    s->lane = lane < 0 ? p->d_lane : (sl_lane_t)lane;
+    /* After a bad lane, the lane is unknown: no guess about timeouts. */
+    if ((n = sl_config_get(st, "timeout")) &&
+        s_get_duration(p, n, "timeout", in->label, &s->timeout_ms) &&
+        lane == SL_LANE_THREAD) {
+        s_err(p, n, "%s: timeout needs lane: process (a thread cannot be "
+              "stopped safely)", in->label);
+        s->timeout_ms = 0;
+    }
+    s_retry_t r = p->d_retry;
+    if ((n = sl_config_get(st, "retry")))
+        s_get_retry(p, n, in->label, &r);
+    s->max_attempts = r.max_attempts;
+    s->backoff_ms = r.backoff_ms;
+    s->max_backoff_ms = r.max_backoff_ms;
+
+    s_dl_t dl = p->d_dl;
+    bool own = (n = sl_config_get(st, "dead_letter")) != NULL;
+    if (own) {
+        dl = (s_dl_t){.format = -1};
+        s_get_dl(p, n, in->label, &dl);
+    }
+    if (!dl.node || !s->name) /* none, or reported already */
+        return;
+    if (!(s->dl_path = s_dl_path(p, sl_config_str(dl.node), s->name))) {
+        p->oom = true;
+        return;
+    }
+    s->dl_format = dl.format >= 0 ? (sl_dl_format_t)dl.format
+                                  : s_dl_format_of(s->dl_path);
+    in->dl_node = dl.node;
+    if (own || !p->d_dl_checked)
+        s_check_dl_dir(p, dl.node, in->label, s->dl_path);
 }
 
 static void s_stage_flow(s_parse_t *p, size_t i, const sl_config_t *st)
@@ -526,6 +891,7 @@ static void s_parse_stage(s_parse_t *p, size_t i, const sl_config_t *st)
     s_stage_plugin(p, i, st);
     s_stage_numbers(p, i, st);
     s_stage_flow(p, i, st);
+    s_stage_failures(p, i, st);
 }
 
 /* ---- the graph ---------------------------------------------------------- */
@@ -694,6 +1060,29 @@ static void s_check_ends(s_parse_t *p)
     }
 }
 
+/* One file holds one format: two stages may share a dead-letter file
+ * (entries name their stage) only if they write it the same way. */
+static void s_check_dl_files(s_parse_t *p)
+{
+    sl_topology_t *t = p->t;
+    for (size_t j = 0; j < t->n_stages; j++) {
+        if (!t->stages[j].dl_path)
+            continue;
+        for (size_t i = 0; i < j; i++) {
+            if (!t->stages[i].dl_path ||
+                strcmp(t->stages[i].dl_path, t->stages[j].dl_path) != 0 ||
+                t->stages[i].dl_format == t->stages[j].dl_format)
+                continue;
+            s_err(p, p->info[j].dl_node,
+                  "%s: dead_letter '%s' is also written by %s as %s; one "
+                  "file holds one format",
+                  p->info[j].label, t->stages[j].dl_path, p->info[i].label,
+                  s_dl_formats[t->stages[i].dl_format]);
+            break;
+        }
+    }
+}
+
 /* Reports the cycle closed by the edge from stack[d-1] into v. */
 static void s_report_cycle(s_parse_t *p, const size_t *stack, size_t d,
                            size_t v)
@@ -829,6 +1218,7 @@ static void s_parse_top(s_parse_t *p, const sl_config_t *root)
             s_resolve_inputs(p, i);
     s_link(p);
     s_check_ends(p);
+    s_check_dl_files(p);
     s_check_cycles(p);
 
     size_t sources = 0, sinks = 0, unknown = 0;
@@ -850,9 +1240,15 @@ static sl_topology_t *s_build(const char *path, sl_config_doc_t *doc,
     sl_diag_t local;
     sl__diag_init(&local);
     s_parse_t p = {.diag = diag ? diag : &local,
-                   .d_workers = 1,
+                   .d_workers = {.min = 1, .max = 1,
+                                 .idle_ms = SL_TOPO_DEFAULT_IDLE_MS},
                    .d_queue = SL_TOPO_DEFAULT_QUEUE,
-                   .d_batch = SL_TOPO_DEFAULT_BATCH};
+                   .d_batch = SL_TOPO_DEFAULT_BATCH,
+                   .d_lane = SL_LANE_THREAD,
+                   .d_retry = {SL_TOPO_DEFAULT_ATTEMPTS,
+                               SL_TOPO_DEFAULT_BACKOFF_MS,
+                               SL_TOPO_DEFAULT_MAX_BACKOFF_MS},
+                   .d_dl = {.format = -1}};
     size_t before = p.diag->count;
     sl_topology_t *t = calloc(1, sizeof(*t));
     if (!t || !(t->path = strdup(path))) {
@@ -907,6 +1303,7 @@ void sl__topology_destroy(sl_topology_t **tp)
         free(s->name);
         free(s->plugin_name);
         free(s->partition_by);
+        free(s->dl_path);
         free(s->inputs);
         free(s->outputs);
     }

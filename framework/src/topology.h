@@ -6,6 +6,7 @@
 #define SL_TOPOLOGY_H
 
 #include "config.h"
+#include "deadletter.h"
 #include "diag.h"
 #include "plugin.h"
 #include <stdint.h>
@@ -15,18 +16,38 @@ typedef enum sl_fanout {
     SL_FANOUT_ROUND_ROBIN = 1 /* each batch to one consumer with credit */
 } sl_fanout_t;
 
+typedef enum sl_lane {
+    SL_LANE_THREAD = 0, /* workers are threads of the sluice process */
+    SL_LANE_PROCESS = 1 /* workers are child processes, joined over ipc */
+} sl_lane_t;
+
 typedef struct sl_topo_stage {
     char *name;
     char *plugin_name;
     sl_plugin_t *plugin;        /* loaded and checked */
     const sl_config_t *node;    /* the stage's own map, for positions */
     const sl_config_t *config;  /* its `config:` (an empty map if absent) */
-    unsigned workers;           /* resolved (auto -> CPU budget, >= 1) */
+    unsigned workers;           /* starting size, = workers_min (auto ->
+                                   CPU budget, >= 1) */
     int workers_auto;
+    unsigned workers_min;       /* the pool's bounds: equal for a fixed */
+    unsigned workers_max;       /* pool, 1 <= min <= max */
+    uint32_t idle_shrink_ms;    /* an elastic pool's idle time before it
+                                   shrinks (default 30000) */
     uint32_t queue;             /* capacity in records, >= 1 */
     uint32_t batch;             /* max records per link message, >= 1 */
     sl_fanout_t fanout;
     char *partition_by;         /* dotted field path, or NULL */
+    sl_lane_t lane;
+    uint32_t timeout_ms;        /* per record, process lanes only; 0 = none */
+    uint32_t max_attempts;      /* tries per record, the first included;
+                                   1..1000, default 3 */
+    uint32_t backoff_ms;        /* before the first retry (default 100) */
+    uint32_t max_backoff_ms;    /* cap on the delay, >= backoff_ms
+                                   (default 10000) */
+    char *dl_path;              /* absolute dead-letter file, `{stage}`
+                                   replaced; NULL when not configured */
+    sl_dl_format_t dl_format;   /* meaningful when dl_path is set */
     size_t *inputs;             /* indices of upstream stages */
     size_t n_inputs;
     size_t *outputs;            /* indices of downstream stages */
@@ -44,7 +65,8 @@ typedef struct sl_topology {
 /* Loads and fully validates a topology: YAML syntax, unknown keys, bad
  * values, unknown stage names in `from`, cycles, sources with inputs,
  * sinks with outputs, non-sources without inputs, plugins that cannot be
- * loaded, plugin config keys and the plugin's own validate(). Every problem
+ * loaded, plugin config keys and the plugin's own validate(), and that the
+ * folder of each dead-letter file exists (nothing is created). Every problem
  * goes to diag as "FILE:LINE:COL: message"; NULL is returned if there was
  * any. */
 sl_topology_t *sl__topology_load(const char *path, sl_diag_t *diag);

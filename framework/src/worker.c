@@ -1,4 +1,5 @@
 #include "config.h"
+#include "failure.h"
 #include "log.h"
 #include "run.h"
 
@@ -9,10 +10,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* Per-record errors are counted without limit but logged only this often
- * per worker, so that a bad file cannot flood the log. */
-#define ERRORS_LOGGED_IN_FULL 20
-#define ERRORS_LOG_EVERY 10000
 
 #define RELAXED memory_order_relaxed
 /* Sinks sample end-to-end latency for up to this many records per batch. */
@@ -73,30 +70,29 @@ static int s_on_full(sl_ctx_t *ctx, void *arg)
     return s_post_output(arg, 0, 0, 0, 0);
 }
 
+/* Input that never became a record (a malformed line) is dead-lettered
+ * with its reason, which names the file and line. */
 static void s_on_input_error(sl_ctx_t *ctx, const char *msg, void *arg)
 {
     sl_worker_t *w = arg;
     atomic_fetch_add_explicit(&w->stats.errors, 1, RELAXED);
     atomic_fetch_add_explicit(&w->stats.read, 1, RELAXED);
-    uint64_t n = ++w->errors_logged;
-    if (n <= ERRORS_LOGGED_IN_FULL || n % ERRORS_LOG_EVERY == 0)
-        sl__log(SL_LOG_WARN, ctx->stage, (int)ctx->worker,
-                "input error%s: %s",
-                n > ERRORS_LOGGED_IN_FULL ? " (further ones counted, logged sparsely)" : "",
-                msg);
+    sl_envelope_t env = {.id = sl__ctx_fresh_id(ctx), .ts_ns = sl_now_ns()};
+    char why[600];
+    snprintf(why, sizeof(why), "input error: %s", msg);
+    sl__record_give_up(ctx->stage, (int)ctx->worker, &w->errors_logged,
+                       w->runner->dl, &env, NULL, 0, why, 1);
 }
 
-static void s_record_failed(sl_worker_t *w, const sl_envelope_t *env, int rc)
+static void s_record_failed(sl_worker_t *w, const sl_envelope_t *env,
+                            const char *payload, size_t len, int rc)
 {
     atomic_fetch_add_explicit(&w->stats.errors, 1, RELAXED);
-    uint64_t n = ++w->errors_logged;
-    if (n <= ERRORS_LOGGED_IN_FULL || n % ERRORS_LOG_EVERY == 0)
-        sl__log(SL_LOG_WARN, w->ctx.stage, (int)w->index,
-                "record %llu failed: %s%s", (unsigned long long)env->id,
-                w->ctx.has_err ? w->ctx.err : strerror(-rc),
-                n == ERRORS_LOGGED_IN_FULL
-                    ? " (further failures counted, logged sparsely)"
-                    : "");
+    char why[sizeof(w->ctx.err)];
+    snprintf(why, sizeof(why), "%s",
+             w->ctx.has_err ? w->ctx.err : strerror(rc < 0 ? -rc : EINVAL));
+    sl__record_give_up(w->ctx.stage, (int)w->index, &w->errors_logged,
+                       w->runner->dl, env, payload, len, why, env->attempts + 1);
 }
 
 static void s_handle_item(sl_worker_t *w, sl_work_t *item)
@@ -122,10 +118,12 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
             sl__ctx_begin_record(&w->ctx, &rec, &env, payload, plen);
             int rc = d->process(w->state, &w->ctx, &rec);
             uint32_t emitted = w->ctx.emitted;
+            if (rc < 0)
+                s_record_failed(w, &env, payload, plen, rc);
             sl__ctx_end_record(&w->ctx);
             handled++;
             if (rc < 0)
-                s_record_failed(w, &env, rc);
+                ; /* counted by s_record_failed */
             else if (is_sink || emitted)
                 ok++;
             else
@@ -291,6 +289,15 @@ int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    if (s->lane == SL_LANE_PROCESS) {
+        /* the plugin lives in the worker processes; only counters here */
+        for (unsigned i = 0; i < r->n_workers; i++) {
+            r->workers[i].runner = r;
+            r->workers[i].index = i;
+            sl__hist_init(&r->workers[i].latency);
+        }
+        return 0;
+    }
     sl_diag_t diag;
     sl__diag_init(&diag);
     int rc = 0;
@@ -333,6 +340,8 @@ int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen)
 
 int sl__worker_start_all(sl_runner_t *r)
 {
+    if (r->pp)
+        return 0; /* the dispatcher starts the worker processes */
     void *(*main_fn)(void *) =
         r->desc->kind == SL_STAGE_SOURCE ? s_source_main : s_consumer_main;
     for (unsigned i = 0; i < r->n_workers; i++) {

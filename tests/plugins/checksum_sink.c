@@ -12,6 +12,10 @@
  *   seq_field  field name, optional. An integer that must strictly increase
  *              per key (per worker); without order_by all the worker's
  *              records form one key.
+ *   track_ids  boolean, default false. Also remember every envelope id the
+ *              worker saw, to tell records delivered twice from distinct
+ *              ones (a table of 8-byte slots kept at most half full: 16
+ *              to 32 bytes per distinct id).
  *
  * Each worker counts its records, the wrapping sum and the xor of their
  * envelope ids, and order violations: a record whose seq is not greater
@@ -28,6 +32,17 @@
  *
  * keys is the number of distinct keys seen (0 without seq_field). A test
  * adds count and sum (mod 2^64) and xors xor over the lines.
+ *
+ * With track_ids the line goes on (so parsers of the first five fields
+ * still work):
+ *
+ *   ... keys=<n> distinct=<n> dups=<n> dsum=<u64> dxor=<u64>
+ *
+ * distinct counts different ids, dups = count - distinct (deliveries of an
+ * id already seen), and dsum/dxor are the sum and xor over the distinct
+ * ids only, so that a test can check the exact set of ids that arrived at
+ * least once even when some arrived twice. Ids are per worker: a duplicate
+ * that reaches another worker is not seen as one.
  */
 #include <sluice/stage.h>
 
@@ -44,6 +59,7 @@ typedef struct ck_opts {
     const char **order_by; /* strings owned by the config tree */
     size_t n_order;
     const char *seq_field;
+    int track_ids;
 } ck_opts_t;
 
 /* A seq as a total order over msgpack integers: negatives (two's
@@ -67,9 +83,16 @@ typedef struct ck_state {
     size_t cap, used; /* cap is a power of two */
     msgpack_sbuffer key;
     msgpack_packer pk;
+    /* track_ids: an open-addressing set; 0 marks a free slot, so id 0 is
+     * kept aside in has_zero */
+    uint64_t *ids;
+    size_t ids_cap, ids_used; /* ids_cap is a power of two */
+    int has_zero;
+    uint64_t distinct, dsum, dxor;
 } ck_state_t;
 
-static const char *const s_keys[] = {"path", "order_by", "seq_field", NULL};
+static const char *const s_keys[] = {"path", "order_by", "seq_field",
+                                     "track_ids", NULL};
 
 static void ck_opts_free(ck_opts_t *o)
 {
@@ -93,6 +116,9 @@ static int ck_parse(const sl_config_t *cfg, ck_opts_t *o)
     else if (o->seq_field && !o->seq_field[0])
         bad = sl_config_error(sl_config_get(cfg, "seq_field"),
                               "'seq_field' must be a field name, not empty");
+    const sl_config_t *ti = sl_config_get(cfg, "track_ids");
+    if (ti && sl_config_bool(ti, &o->track_ids) != 0)
+        bad = sl_config_error(ti, "'track_ids' must be true or false");
 
     const sl_config_t *ob = sl_config_get(cfg, "order_by");
     if (ob && sl_config_type(ob) != SL_CONFIG_SEQ) {
@@ -153,6 +179,14 @@ static int ck_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
             goto fail;
         }
     }
+    if (s->o.track_ids) {
+        s->ids_cap = 1024;
+        s->ids = calloc(s->ids_cap, sizeof(*s->ids));
+        if (!s->ids) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+    }
     s->fd = open(s->o.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (s->fd < 0) {
         rc = sl_config_error(sl_config_get(cfg, "path"), "cannot open '%s': %s",
@@ -162,6 +196,7 @@ static int ck_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
     *state = s;
     return 0;
 fail:
+    free(s->ids);
     free(s->slots);
     msgpack_sbuffer_destroy(&s->key);
     ck_opts_free(&s->o);
@@ -169,8 +204,19 @@ fail:
     return rc;
 }
 
-/* 64-bit FNV-1a, then a final avalanche so that the low bits used for the
- * table index depend on every input byte. */
+/* The 64-bit finaliser of MurmurHash3, so that the low bits used for a
+ * table index depend on every bit (ids differ mostly in their low bits). */
+static uint64_t ck_mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+/* 64-bit FNV-1a, then the final avalanche. */
 static uint64_t ck_hash(const void *data, size_t len)
 {
     const unsigned char *p = data;
@@ -179,12 +225,7 @@ static uint64_t ck_hash(const void *data, size_t len)
         h ^= p[i];
         h *= 0x100000001b3ull;
     }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    return ck_mix(h);
 }
 
 static int ck_grow(ck_state_t *s)
@@ -228,6 +269,47 @@ static ck_slot_t *ck_lookup(ck_state_t *s, uint64_t hash, int *fresh)
     return &s->slots[j];
 }
 
+static int ck_ids_grow(ck_state_t *s)
+{
+    size_t cap = s->ids_cap * 2;
+    uint64_t *ids = calloc(cap, sizeof(*ids));
+    if (!ids)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->ids_cap; i++) {
+        if (!s->ids[i])
+            continue;
+        size_t j = (size_t)ck_mix(s->ids[i]) & (cap - 1);
+        while (ids[j])
+            j = (j + 1) & (cap - 1);
+        ids[j] = s->ids[i];
+    }
+    free(s->ids);
+    s->ids = ids;
+    s->ids_cap = cap;
+    return 0;
+}
+
+/* Adds id to the set: 1 if it is new, 0 if seen before, -ENOMEM. */
+static int ck_ids_add(ck_state_t *s, uint64_t id)
+{
+    if (id == 0) {
+        int fresh = !s->has_zero;
+        s->has_zero = 1;
+        return fresh;
+    }
+    if ((s->ids_used + 1) * 2 > s->ids_cap && ck_ids_grow(s) != 0)
+        return -ENOMEM;
+    size_t j = (size_t)ck_mix(id) & (s->ids_cap - 1);
+    while (s->ids[j]) {
+        if (s->ids[j] == id)
+            return 0;
+        j = (j + 1) & (s->ids_cap - 1);
+    }
+    s->ids[j] = id;
+    s->ids_used++;
+    return 1;
+}
+
 static int ck_seq_of(const msgpack_object *o, ck_seq_t *out)
 {
     if (!o)
@@ -254,6 +336,16 @@ static int ck_process(void *arg, sl_ctx_t *ctx, sl_record_t *rec)
 {
     ck_state_t *s = arg;
     uint64_t id = sl_record_id(rec);
+    if (s->o.track_ids) {
+        int fresh = ck_ids_add(s, id);
+        if (fresh < 0)
+            return sl_ctx_error(ctx, "checksum_sink: out of memory for ids");
+        if (fresh) {
+            s->distinct++;
+            s->dsum += id;
+            s->dxor ^= id;
+        }
+    }
     s->count++;
     s->sum += id;
     s->xor ^= id;
@@ -290,11 +382,17 @@ static void ck_fini(void *arg)
     ck_state_t *s = arg;
     if (!s)
         return;
-    char line[160];
+    char line[320];
     int n = snprintf(line, sizeof(line),
                      "count=%" PRIu64 " sum=%" PRIu64 " xor=%" PRIu64
-                     " violations=%" PRIu64 " keys=%zu\n",
+                     " violations=%" PRIu64 " keys=%zu",
                      s->count, s->sum, s->xor, s->violations, s->used);
+    if (s->o.track_ids)
+        n += snprintf(line + n, sizeof(line) - (size_t)n,
+                      " distinct=%" PRIu64 " dups=%" PRIu64 " dsum=%" PRIu64
+                      " dxor=%" PRIu64,
+                      s->distinct, s->count - s->distinct, s->dsum, s->dxor);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, "\n");
     ssize_t w;
     do
         w = write(s->fd, line, (size_t)n);
@@ -303,6 +401,7 @@ static void ck_fini(void *arg)
         sl_log(NULL, SL_LOG_ERROR, "checksum_sink: writing '%s' failed: %s",
                s->o.path, w < 0 ? strerror(errno) : "short write");
     close(s->fd);
+    free(s->ids);
     free(s->slots);
     msgpack_sbuffer_destroy(&s->key);
     ck_opts_free(&s->o);
@@ -310,8 +409,8 @@ static void ck_fini(void *arg)
 }
 
 SL_STAGE_DEFINE(.name = "checksum_sink",
-                .summary = "test: appends count/sum/xor of ids and order "
-                           "violations per worker",
+                .summary = "test: appends count/sum/xor of ids, order "
+                           "violations and (track_ids) duplicates per worker",
                 .kind = SL_STAGE_SINK, .config_keys = s_keys,
                 .validate = ck_validate, .init = ck_init,
                 .process = ck_process, .fini = ck_fini);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static sl_diag_t g_diag;
@@ -709,4 +710,415 @@ Test(topology, missing_file)
     cr_assert_null(sl__topology_load("/nonexistent/t.yaml", &g_diag));
     expect_line("/nonexistent/t.yaml: cannot read: No such file or "
                 "directory");
+}
+
+/* ---- lanes, timeouts, retries, dead letters, elastic pools -------------- */
+
+static size_t count_containing(const char *fragment)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g_diag.count; i++)
+        n += strstr(g_diag.lines[i], fragment) != NULL;
+    return n;
+}
+
+Test(topology, failure_keys_builtin_defaults)
+{
+    NEEDS_PLUGINS();
+    ok("stages:\n"
+       "  - {name: g, plugin: generator, config: {count: 1}}\n"
+       "  - {name: n, plugin: null, workers: 3}\n");
+    const sl_topo_stage_t *g = &g_topo->stages[0], *n = &g_topo->stages[1];
+    cr_assert_eq(g->lane, SL_LANE_THREAD);
+    cr_assert_eq(g->timeout_ms, 0);
+    cr_assert_eq(g->max_attempts, 3);
+    cr_assert_eq(g->backoff_ms, 100);
+    cr_assert_eq(g->max_backoff_ms, 10000);
+    cr_assert_null(g->dl_path);
+    cr_assert_eq(g->workers_min, 1);
+    cr_assert_eq(g->workers_max, 1);
+    cr_assert_eq(g->idle_shrink_ms, 30000);
+    cr_assert_eq(n->workers, 3);
+    cr_assert_eq(n->workers_min, 3);
+    cr_assert_eq(n->workers_max, 3);
+}
+
+Test(topology, lane_and_timeout_values)
+{
+    NEEDS_PLUGINS();
+    ok("defaults: {lane: process}\n"
+       "stages:\n"
+       "  - {name: g, plugin: generator, config: {count: 1}, timeout: 1500}\n"
+       "  - {name: a, plugin: delay, config: {ms: 0}, timeout: 500ms}\n"
+       "  - {name: b, plugin: delay, config: {ms: 0}, timeout: 2s}\n"
+       "  - {name: c, plugin: delay, config: {ms: 0}, timeout: 1m}\n"
+       "  - {name: d, plugin: delay, config: {ms: 0}, timeout: 24h}\n"
+       "  - {name: e, plugin: delay, config: {ms: 0}, lane: thread}\n"
+       "  - {name: out, plugin: null, from: [a, b, c, d, e], queue: 8}\n");
+    static const uint32_t want[] = {1500, 500, 2000, 60000, 86400000, 0, 0};
+    for (size_t i = 0; i < 7; i++) {
+        cr_assert_eq(g_topo->stages[i].timeout_ms, want[i], "stage %zu", i);
+        cr_assert_eq(g_topo->stages[i].lane,
+                     i == 5 ? SL_LANE_THREAD : SL_LANE_PROCESS, "stage %zu",
+                     i);
+    }
+}
+
+Test(topology, lane_and_timeout_errors)
+{
+    fails("defaults: {lane: threads, timeout: 2s}\n"
+          "stages:\n"
+          "  - name: a\n"
+          "    plugin: generator\n"
+          "    timeout: 2s\n"
+          "  - name: b\n"
+          "    plugin: null\n"
+          "    lane: proces\n"
+          "    timeout: 5 s\n"
+          "  - name: c\n"
+          "    plugin: null\n"
+          "    lane: process\n"
+          "    timeout: 0\n"
+          "  - {name: d, plugin: null, lane: process, timeout: 86400001}\n"
+          "  - {name: e, plugin: null, lane: process, timeout: 25h}\n"
+          "  - {name: f, plugin: null, lane: 3, timout: 1.5s}\n"
+          "  - {name: h, plugin: null, lane: process, timeout: [1]}\n");
+    expect_line("topo.yaml:1:18: defaults: 'lane' must be 'thread' or "
+                "'process', got string 'threads'; did you mean 'thread'?");
+    expect_line("topo.yaml:1:27: unknown key 'timeout' in 'defaults'");
+    /* The default lane is unknown, so no guess about a's timeout. */
+    expect_no("stage 'a': timeout");
+    expect_line("topo.yaml:8:11: stage 'b': 'lane' must be 'thread' or "
+                "'process', got string 'proces'; did you mean 'process'?");
+    expect_line("topo.yaml:9:14: stage 'b': 'timeout' must be a duration "
+                "such as 500ms, 2s or 1m (a bare number is milliseconds), "
+                "got string '5 s'");
+    expect_line("topo.yaml:13:14: stage 'c': 'timeout' must be from 1ms to "
+                "24h, got integer '0'");
+    expect_line("topo.yaml:14:53: stage 'd': 'timeout' must be from 1ms to "
+                "24h, got integer '86400001'");
+    expect_line("topo.yaml:15:53: stage 'e': 'timeout' must be from 1ms to "
+                "24h, got string '25h'");
+    expect_line("topo.yaml:16:35: stage 'f': 'lane' must be 'thread' or "
+                "'process', got integer '3'");
+    expect_line("topo.yaml:16:38: unknown key 'timout' in stage 'f'; did you "
+                "mean 'timeout'?");
+    expect_line("topo.yaml:17:53: stage 'h': 'timeout' must be a duration "
+                "such as 500ms, 2s or 1m (a bare number is milliseconds), "
+                "got a sequence");
+
+    teardown();
+    setup();
+    fails("defaults: {lane: thread}\n"
+          "stages:\n"
+          "  - {name: g, plugin: generator, timeout: 10s}\n"
+          "  - {name: n, plugin: null, lane: process, timeout: 10s}\n"
+          "  - {name: m, plugin: null, from: g, lane: thread, timeout: 1}\n");
+    expect_line("topo.yaml:3:43: stage 'g': timeout needs lane: process (a "
+                "thread cannot be stopped safely)");
+    expect_line("topo.yaml:5:61: stage 'm': timeout needs lane: process (a "
+                "thread cannot be stopped safely)");
+    expect_no("stage 'n': timeout");
+}
+
+Test(topology, retry_values_merge_with_defaults)
+{
+    NEEDS_PLUGINS();
+    ok("defaults:\n"
+       "  retry: {max_attempts: 5, backoff_ms: 50}\n"
+       "stages:\n"
+       "  - {name: g, plugin: generator, config: {count: 1}}\n"
+       "  - name: a\n"
+       "    plugin: delay\n"
+       "    config: {ms: 0}\n"
+       "    retry: {max_backoff_ms: 200}\n"
+       "  - name: out\n"
+       "    plugin: null\n"
+       "    retry: {max_attempts: 1, backoff_ms: 0, max_backoff_ms: 0}\n");
+    const sl_topo_stage_t *g = &g_topo->stages[0], *a = &g_topo->stages[1],
+                          *o = &g_topo->stages[2];
+    cr_assert_eq(g->max_attempts, 5);
+    cr_assert_eq(g->backoff_ms, 50);
+    cr_assert_eq(g->max_backoff_ms, 10000);
+    cr_assert_eq(a->max_attempts, 5);
+    cr_assert_eq(a->backoff_ms, 50);
+    cr_assert_eq(a->max_backoff_ms, 200);
+    cr_assert_eq(o->max_attempts, 1);
+    cr_assert_eq(o->backoff_ms, 0);
+    cr_assert_eq(o->max_backoff_ms, 0);
+}
+
+Test(topology, retry_errors)
+{
+    fails("defaults:\n"
+          "  retry: {backoff_ms: 20000, max_attempt: 2}\n"
+          "stages:\n"
+          "  - name: a\n"
+          "    plugin: generator\n"
+          "    retry: {max_attempts: 0, backoff_ms: -1}\n"
+          "  - name: b\n"
+          "    plugin: null\n"
+          "    retry: {max_attempts: 1001, backoff_ms: 500, "
+          "max_backoff_ms: 400}\n"
+          "  - {name: c, plugin: null, retry: {backoff_ms: 10001}}\n"
+          "  - {name: d, plugin: null, retry: 3}\n"
+          "  - {name: e, plugin: null, retry: {max_attempts: x}}\n"
+          "  - {name: f, plugin: null, retry: {max_backoff_ms: 50, "
+          "backoff_ms: 60}}\n");
+    expect_line("topo.yaml:2:23: defaults: 'retry.max_backoff_ms' (10000) "
+                "must be at least 'retry.backoff_ms' (20000)");
+    expect_line("topo.yaml:2:30: unknown key 'max_attempt' in "
+                "'defaults.retry'; did you mean 'max_attempts'?");
+    expect_line("topo.yaml:6:27: stage 'a': 'retry.max_attempts' must be "
+                "from 1 to 1000, got 0");
+    expect_line("topo.yaml:6:42: stage 'a': 'retry.backoff_ms' must be from "
+                "0 to 86400000, got -1");
+    expect_line("topo.yaml:9:27: stage 'b': 'retry.max_attempts' must be "
+                "from 1 to 1000, got 1001");
+    /* The max is checked only when the values are valid. */
+    expect_no("stage 'b': 'retry.max_backoff_ms'");
+    expect_line("topo.yaml:10:49: stage 'c': 'retry.max_backoff_ms' (10000) "
+                "must be at least 'retry.backoff_ms' (10001)");
+    expect_line("topo.yaml:11:36: stage 'd': 'retry' must be a map such as "
+                "{max_attempts: 3, backoff_ms: 100}, got integer '3'");
+    expect_line("topo.yaml:12:51: stage 'e': 'retry.max_attempts' must be an "
+                "integer from 1 to 1000, got string 'x'");
+    expect_line("topo.yaml:13:53: stage 'f': 'retry.max_backoff_ms' (50) "
+                "must be at least 'retry.backoff_ms' (60)");
+}
+
+/* A topology in a real folder (dead-letter folders are checked). */
+static char *g_base;
+
+static sl_topology_t *parse_in(const char *yaml)
+{
+    g_topo = sl__topology_parse("topo.yaml", g_base, yaml, &g_diag);
+    return g_topo;
+}
+
+static void make_base(void)
+{
+    char *dir = sl_test_tmpdir();
+    cr_assert_not_null(dir);
+    g_base = realpath(dir, NULL);
+    free(dir);
+    char sub[1024];
+    snprintf(sub, sizeof(sub), "%s/dlq", g_base);
+    cr_assert_eq(mkdir(sub, 0755), 0);
+    snprintf(sub, sizeof(sub), "%s/file", g_base);
+    cr_assert_eq(sl_test_write_file(sub, "x"), 0);
+}
+
+static void drop_base(void)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_base);
+    cr_assert_eq(system(cmd), 0);
+    free(g_base);
+}
+
+static const char *in_base(const char *rel)
+{
+    static char buf[4][1024];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof(buf[k]), "%s/%s", g_base, rel);
+    return buf[k];
+}
+
+Test(topology, dead_letter_values)
+{
+    NEEDS_PLUGINS();
+    make_base();
+    char yaml[4096];
+    snprintf(yaml, sizeof(yaml),
+             "defaults:\n"
+             "  dead_letter: dlq/{stage}.jsonl\n"
+             "stages:\n"
+             "  - {name: g, plugin: generator, config: {count: 1}}\n"
+             "  - name: a\n"
+             "    plugin: delay\n"
+             "    config: {ms: 0}\n"
+             "    dead_letter: {path: '{stage}-{stage}.MSGPACK'}\n"
+             "  - name: b\n"
+             "    plugin: delay\n"
+             "    config: {ms: 0}\n"
+             "    from: g\n"
+             "    dead_letter: {path: %s/dlq/b.mpk, format: jsonl}\n"
+             "  - name: out\n"
+             "    plugin: null\n"
+             "    from: [a, b]\n"
+             "    dead_letter: dlq/shared.mpk\n",
+             g_base);
+    cr_assert_not_null(parse_in(yaml), "%s", diag_text());
+    cr_assert_eq(g_diag.count, 0, "%s", diag_text());
+    const sl_topo_stage_t *s = g_topo->stages;
+    cr_assert_str_eq(s[0].dl_path, in_base("dlq/g.jsonl"));
+    cr_assert_eq(s[0].dl_format, SL_DL_JSONL);
+    cr_assert_str_eq(s[1].dl_path, in_base("a-a.MSGPACK"));
+    cr_assert_eq(s[1].dl_format, SL_DL_MSGPACK);
+    cr_assert_str_eq(s[2].dl_path, in_base("dlq/b.mpk"));
+    cr_assert_eq(s[2].dl_format, SL_DL_JSONL); /* explicit beats .mpk */
+    cr_assert_str_eq(s[3].dl_path, in_base("dlq/shared.mpk"));
+    cr_assert_eq(s[3].dl_format, SL_DL_MSGPACK);
+    /* Checking creates nothing. */
+    cr_assert_neq(access(in_base("dlq/g.jsonl"), F_OK), 0);
+    cr_assert_neq(access(in_base("dlq/shared.mpk"), F_OK), 0);
+    drop_base();
+}
+
+Test(topology, dead_letter_errors)
+{
+    fails("defaults:\n"
+          "  dead_letter: nodir/{stage}.jsonl\n"
+          "stages:\n"
+          "  - {name: g, plugin: generator}\n"
+          "  - {name: n, plugin: null}\n"
+          "  - {name: m, plugin: null, from: g, dead_letter: dl.jsonl}\n");
+    /* The default's folder is the same for every stage: reported once. */
+    expect_line("topo.yaml:2:16: defaults: dead_letter "
+                "'/base/nodir/{stage}.jsonl': directory '/base/nodir' does "
+                "not exist");
+    cr_assert_eq(count_containing("does not exist"), 2, "%s", diag_text());
+    expect_line("topo.yaml:6:51: stage 'm': dead_letter '/base/dl.jsonl': "
+                "directory '/base' does not exist");
+
+    teardown();
+    setup();
+    fails("defaults: {dead_letter: 'q/{stage}/dl.jsonl'}\n"
+          "stages:\n"
+          "  - {name: g, plugin: generator}\n"
+          "  - {name: n, plugin: null}\n");
+    expect_line("topo.yaml:1:25: stage 'g': dead_letter '/base/q/g/dl.jsonl':"
+                " directory '/base/q/g' does not exist");
+    expect_line("topo.yaml:1:25: stage 'n': dead_letter '/base/q/n/dl.jsonl':"
+                " directory '/base/q/n' does not exist");
+
+    teardown();
+    setup();
+    fails("stages:\n"
+          "  - {name: a, plugin: generator, dead_letter: {format: jsnol}}\n"
+          "  - {name: b, plugin: null, dead_letter: {path: [x]}}\n"
+          "  - {name: c, plugin: null, dead_letter: [x]}\n"
+          "  - {name: d, plugin: null, dead_letter: ''}\n"
+          "  - {name: e, plugin: null, dead_letter: {path: /tmp/x.jsonl, "
+          "fromat: jsonl}}\n"
+          "  - {name: f, plugin: null, dead_letter: {path: /tmp}}\n"
+          "  - {name: h, plugin: null, dead_lettre: /tmp/x}\n");
+    expect_line("topo.yaml:2:56: stage 'a': 'dead_letter.format' must be "
+                "'jsonl' or 'msgpack', got string 'jsnol'; did you mean "
+                "'jsonl'?");
+    expect_line("topo.yaml:3:49: stage 'b': 'dead_letter.path' must be a "
+                "file path, got a sequence");
+    expect_line("topo.yaml:4:42: stage 'c': 'dead_letter' must be a file "
+                "path or a map {path, format}, got a sequence");
+    expect_line("topo.yaml:5:42: stage 'd': 'dead_letter' must not be "
+                "empty");
+    expect_line("topo.yaml:6:63: unknown key 'fromat' in 'dead_letter' of "
+                "stage 'e'; did you mean 'format'?");
+    expect_line("topo.yaml:7:49: stage 'f': dead_letter '/tmp' is a "
+                "directory; name a file in it");
+    expect_line("topo.yaml:8:29: unknown key 'dead_lettre' in stage 'h'; did "
+                "you mean 'dead_letter'?");
+    expect_no("stage 'a': 'dead_letter' needs");
+}
+
+Test(topology, dead_letter_folder_and_format_conflicts)
+{
+    make_base();
+    char want[2048];
+    /* Relative paths start at the topology's folder: the test's base. */
+    const char *yaml =
+             "stages:\n"
+             "  - {name: g, plugin: generator, dead_letter: {path: file/dl}}\n"
+             "  - {name: n, plugin: null, dead_letter: {}}\n"
+             "  - {name: m, plugin: null, from: g, dead_letter: dlq/}\n"
+             "  - name: x\n"
+             "    plugin: null\n"
+             "    from: g\n"
+             "    dead_letter: {path: dlq/all.log, format: msgpack}\n"
+             "  - {name: y, plugin: null, from: g, dead_letter: dlq/all.log}\n";
+    cr_assert_null(parse_in(yaml));
+    snprintf(want, sizeof(want), "topo.yaml:2:54: stage 'g': dead_letter "
+             "'%s': '%s' is not a directory", in_base("file/dl"),
+             in_base("file"));
+    expect_line(want);
+    expect_line("topo.yaml:3:42: stage 'n': 'dead_letter' needs 'path'");
+    snprintf(want, sizeof(want), "topo.yaml:4:51: stage 'm': dead_letter "
+             "'%s' is a directory; name a file in it", in_base("dlq/"));
+    expect_line(want);
+    snprintf(want, sizeof(want), "topo.yaml:9:51: stage 'y': dead_letter "
+             "'%s' is also written by stage 'x' as msgpack; one file holds "
+             "one format", in_base("dlq/all.log"));
+    expect_line(want);
+    expect_no("stage 'x': dead_letter");
+    drop_base();
+}
+
+Test(topology, elastic_workers_values)
+{
+    NEEDS_PLUGINS();
+    ok("defaults: {workers: {min: 2, max: 8}}\n"
+       "stages:\n"
+       "  - {name: g, plugin: generator, config: {count: 1}}\n"
+       "  - name: a\n"
+       "    plugin: delay\n"
+       "    config: {ms: 0}\n"
+       "    workers: {min: 3, max: 6, idle: 10s}\n"
+       "  - name: b\n"
+       "    plugin: delay\n"
+       "    config: {ms: 0}\n"
+       "    workers: {max: 4, idle: 250}\n"
+       "  - {name: out, plugin: stdout, from: [a, b]}\n");
+    const sl_topo_stage_t *s = g_topo->stages;
+    /* The defaults yield to max_workers 1, min included. */
+    cr_assert_eq(s[0].workers, 1);
+    cr_assert_eq(s[0].workers_min, 1);
+    cr_assert_eq(s[0].workers_max, 1);
+    cr_assert_eq(s[1].workers, 3);
+    cr_assert_eq(s[1].workers_min, 3);
+    cr_assert_eq(s[1].workers_max, 6);
+    cr_assert_eq(s[1].idle_shrink_ms, 10000);
+    cr_assert_eq(s[2].workers, 1);
+    cr_assert_eq(s[2].workers_min, 1);
+    cr_assert_eq(s[2].workers_max, 4);
+    cr_assert_eq(s[2].idle_shrink_ms, 250);
+    cr_assert_eq(s[3].workers_min, 1);
+    cr_assert_eq(s[3].workers_max, 1);
+    cr_assert_eq(s[3].idle_shrink_ms, 30000);
+    cr_assert_eq(s[3].workers_auto, 0);
+}
+
+Test(topology, elastic_workers_errors)
+{
+    fails("defaults: {workers: {min: 0, max: 2}}\n"
+          "stages:\n"
+          "  - {name: g, plugin: generator, workers: {min: 2}}\n"
+          "  - {name: a, plugin: null, workers: {min: 4, max: 2}}\n"
+          "  - {name: b, plugin: null, workers: {max: 1025, mx: 2}}\n"
+          "  - {name: c, plugin: null, workers: {max: 2, idle: soon}}\n");
+    expect_line("topo.yaml:1:27: defaults: 'workers.min' must be from 1 to "
+                "1024, got 0");
+    expect_line("topo.yaml:3:43: stage 'g': 'workers' as a map needs 'max' "
+                "(and may have 'min' and 'idle')");
+    expect_line("topo.yaml:4:52: stage 'a': 'workers.max' (2) must be at "
+                "least 'workers.min' (4)");
+    expect_line("topo.yaml:5:44: stage 'b': 'workers.max' must be from 1 to "
+                "1024, got 1025");
+    expect_line("topo.yaml:5:50: unknown key 'mx' in 'workers' of stage 'b'; "
+                "did you mean 'max'?");
+    expect_line("topo.yaml:6:53: stage 'c': 'workers.idle' must be a "
+                "duration such as 500ms, 2s or 1m (a bare number is "
+                "milliseconds), got string 'soon'");
+}
+
+Test(topology, elastic_max_respects_the_plugin_limit)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - {name: g, plugin: generator, config: {count: 1}}\n"
+          "  - {name: out, plugin: stdout, workers: {min: 1, max: 2}}\n");
+    expect_line("topo.yaml:3:56: stage 'out': plugin 'stdout' allows at "
+                "most 1 worker, got 2");
+    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
 }

@@ -1,0 +1,904 @@
+#include "procpool.h"
+#include "deadletter.h"
+#include "endian.h"
+#include "failure.h"
+#include "log.h"
+#include "ppwire.h"
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Two items per child: one in hand, one waiting in its socket, so that a
+ * child never idles while the parent wakes up. */
+#define PP_ITEMS_PER_WORKER 2
+#define PP_RESPAWN_MIN_MS 10
+#define PP_RESPAWN_MAX_MS 2000
+#define PP_QUIT_GRACE_MS 2000
+
+#define RELAXED memory_order_relaxed
+
+typedef struct pp_item {
+    struct pp_item *next;
+    uint64_t seq;
+    sl_work_t *work;
+    uint64_t partial_out; /* outputs already sent on before it was done */
+} pp_item_t;
+
+typedef struct pp_child {
+    unsigned index;
+    uint32_t gen;
+    pid_t pid;     /* 0 when not running */
+    int pidfd;     /* -1 when not running */
+    int ready;     /* set up and accepting items */
+    int flush_sent;
+    int flushed;
+    int hb_fd;
+    sl_heartbeat_t *hb;
+    pp_item_t *items; /* handed out, oldest first */
+    unsigned n_items;
+    uint64_t respawn_at; /* monotonic ns; 0: none due */
+    unsigned deaths_in_row;
+    char kill_reason[96]; /* set when the parent killed it */
+    sl_work_t *q_head;    /* its own queue when the stage is partitioned */
+    sl_work_t *q_tail;
+} pp_child_t;
+
+struct sl_procpool {
+    sl_runner_t *r;
+    void *sock;
+    char endpoint[128];
+    pp_child_t *children;
+    unsigned n;
+    unsigned rr;
+    sl_work_t *q_head, *q_tail;
+    uint64_t next_seq;
+    int flushing;
+    int partitioned;
+    sl_deadletter_t *dl; /* borrowed from the runner */
+    char **argv;         /* prepared before fork: nothing allocates after */
+};
+
+/* ---- worker executable ---------------------------------------------------- */
+
+static char s_worker_exe[4096];
+
+void sl__procpool_set_worker_exe(const char *path)
+{
+    snprintf(s_worker_exe, sizeof(s_worker_exe), "%s", path ? path : "");
+}
+
+const char *sl__procpool_worker_exe(void)
+{
+    const char *env = getenv("SLUICE_WORKER_EXE");
+    if (env && *env)
+        return env;
+    if (s_worker_exe[0])
+        return s_worker_exe;
+    if (access(SL_CLI_BUILD_PATH, X_OK) == 0)
+        return SL_CLI_BUILD_PATH;
+    return SL_CLI_INSTALL_PATH;
+}
+
+/* ---- queues ----------------------------------------------------------------- */
+
+static void s_push(sl_work_t **head, sl_work_t **tail, sl_work_t *w)
+{
+    w->next = NULL;
+    if (*tail)
+        (*tail)->next = w;
+    else
+        *head = w;
+    *tail = w;
+}
+
+static void s_push_front(sl_work_t **head, sl_work_t **tail, sl_work_t *w)
+{
+    w->next = *head;
+    *head = w;
+    if (!*tail)
+        *tail = w;
+}
+
+static sl_work_t *s_pop(sl_work_t **head, sl_work_t **tail)
+{
+    sl_work_t *w = *head;
+    if (w) {
+        *head = w->next;
+        if (!*head)
+            *tail = NULL;
+        w->next = NULL;
+    }
+    return w;
+}
+
+static void s_free_plain(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+void sl__procpool_enqueue(sl_procpool_t *pp, sl_work_t *item)
+{
+    /* Items travel as ZeroMQ messages so that a copy for a child shares
+     * the bytes instead of duplicating them. */
+    if (item->owned_buf) {
+        if (zmq_msg_init_data(&item->msg, item->owned_buf, item->owned_len,
+                              s_free_plain, NULL) == 0)
+            item->owned_buf = NULL;
+    }
+    if (pp->partitioned && item->worker >= 0 && (unsigned)item->worker < pp->n) {
+        pp_child_t *c = &pp->children[item->worker];
+        s_push(&c->q_head, &c->q_tail, item);
+    } else {
+        s_push(&pp->q_head, &pp->q_tail, item);
+    }
+}
+
+/* ---- spawning ----------------------------------------------------------------- */
+
+static uint64_t s_backoff_ns(unsigned deaths)
+{
+    uint64_t ms = PP_RESPAWN_MIN_MS;
+    for (unsigned i = 1; i < deaths && ms < PP_RESPAWN_MAX_MS; i++)
+        ms *= 2;
+    if (ms > PP_RESPAWN_MAX_MS)
+        ms = PP_RESPAWN_MAX_MS;
+    return ms * 1000000ull;
+}
+
+static int s_spawn(sl_procpool_t *pp, pp_child_t *c)
+{
+    sl_runner_t *r = pp->r;
+    c->gen++;
+    c->ready = 0;
+    c->flush_sent = 0;
+    c->kill_reason[0] = '\0';
+    atomic_store(&c->hb->item, 0);
+    atomic_store(&c->hb->index, 0);
+    atomic_store(&c->hb->since_ns, 0);
+
+    char worker[16], gen[16], hbfd[16], ppid[16];
+    snprintf(worker, sizeof(worker), "%u", c->index);
+    snprintf(gen, sizeof(gen), "%u", c->gen);
+    snprintf(hbfd, sizeof(hbfd), "%d", c->hb_fd);
+    snprintf(ppid, sizeof(ppid), "%d", (int)getpid());
+    const char *exe = sl__procpool_worker_exe();
+    char *argv[] = {(char *)exe, "__worker", pp->endpoint, worker, gen,
+                    hbfd, ppid, NULL};
+    pid_t parent = getpid();
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        sl__log(SL_LOG_ERROR, r->spec->name, (int)c->index,
+                "cannot start a worker process: %s", strerror(errno));
+        return -errno;
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls between fork and exec. The death
+         * signal follows this (dispatcher) thread, which outlives every
+         * child it starts; the worker also checks its parent itself. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        fcntl(c->hb_fd, F_SETFD, 0);
+        execv(exe, argv);
+        _exit(127);
+    }
+    c->pid = pid;
+    c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (c->pidfd < 0) {
+        sl__log(SL_LOG_ERROR, r->spec->name, (int)c->index,
+                "pidfd_open: %s; worker deaths will be noticed late",
+                strerror(errno));
+    }
+    return 0;
+}
+
+sl_procpool_t *sl__procpool_new(sl_runner_t *r, char *err, size_t errlen)
+{
+    sl_procpool_t *pp = calloc(1, sizeof(*pp));
+    if (!pp)
+        goto nomem;
+    pp->r = r;
+    pp->n = r->n_workers;
+    pp->partitioned = r->spec->partition_by != NULL && pp->n > 1;
+    pp->dl = r->dl;
+    pp->next_seq = 1;
+    pp->children = calloc(pp->n, sizeof(*pp->children));
+    if (!pp->children)
+        goto nomem;
+    for (unsigned i = 0; i < pp->n; i++) {
+        pp->children[i].pidfd = -1;
+        pp->children[i].hb_fd = -1;
+    }
+    for (unsigned i = 0; i < pp->n; i++) {
+        pp_child_t *c = &pp->children[i];
+        c->index = i;
+        c->hb_fd = memfd_create("sluice-heartbeat", MFD_CLOEXEC);
+        if (c->hb_fd < 0 || ftruncate(c->hb_fd, sizeof(sl_heartbeat_t)) != 0) {
+            snprintf(err, errlen, "stage '%s': shared memory: %s",
+                     r->spec->name, strerror(errno));
+            goto fail;
+        }
+        c->hb = mmap(NULL, sizeof(sl_heartbeat_t), PROT_READ | PROT_WRITE,
+                     MAP_SHARED, c->hb_fd, 0);
+        if (c->hb == MAP_FAILED) {
+            c->hb = NULL;
+            snprintf(err, errlen, "stage '%s': mmap: %s", r->spec->name,
+                     strerror(errno));
+            goto fail;
+        }
+    }
+    /* Abstract socket names: nothing to clean up on disk after a crash. */
+    snprintf(pp->endpoint, sizeof(pp->endpoint), "ipc://@sluice-%d-%lu-%zu",
+             (int)getpid(), r->run->id, r->index);
+    pp->sock = zmq_socket(r->run->zctx, ZMQ_ROUTER);
+    if (!pp->sock) {
+        snprintf(err, errlen, "zmq_socket: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    int zero = 0, one = 1;
+    zmq_setsockopt(pp->sock, ZMQ_SNDHWM, &zero, sizeof(zero));
+    zmq_setsockopt(pp->sock, ZMQ_RCVHWM, &zero, sizeof(zero));
+    zmq_setsockopt(pp->sock, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(pp->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
+    if (zmq_bind(pp->sock, pp->endpoint) != 0) {
+        snprintf(err, errlen, "stage '%s': cannot bind %s: %s", r->spec->name,
+                 pp->endpoint, zmq_strerror(errno));
+        goto fail;
+    }
+    return pp;
+nomem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    sl__procpool_destroy(&pp);
+    return NULL;
+}
+
+int sl__procpool_start(sl_procpool_t *pp)
+{
+    for (unsigned i = 0; i < pp->n; i++) {
+        pp_child_t *c = &pp->children[i];
+        if (s_spawn(pp, c) != 0) {
+            c->deaths_in_row++;
+            c->respawn_at = sl_mono_ns() + s_backoff_ns(c->deaths_in_row);
+        }
+    }
+    return 0;
+}
+
+/* ---- talking to children --------------------------------------------------- */
+
+static int s_send_to(sl_procpool_t *pp, pp_child_t *c, const void *hdr,
+                     size_t hdr_len, zmq_msg_t *body, int more_after)
+{
+    unsigned char ident[PPW_IDENT_SIZE];
+    ppw_ident(ident, c->index, c->gen);
+    if (zmq_send(pp->sock, ident, sizeof(ident), ZMQ_SNDMORE) < 0)
+        return -errno;
+    int flags = (body || more_after) ? ZMQ_SNDMORE : 0;
+    if (zmq_send(pp->sock, hdr, hdr_len, flags) < 0)
+        return -errno;
+    if (body && zmq_msg_send(body, pp->sock, more_after ? ZMQ_SNDMORE : 0) < 0)
+        return -errno;
+    return 0;
+}
+
+static void s_send_setup(sl_procpool_t *pp, pp_child_t *c)
+{
+    sl_runner_t *r = pp->r;
+    const sl_config_doc_t *doc = r->run->topo->doc;
+    size_t src_len;
+    const char *src = sl__config_doc_source(doc, &src_len);
+    const char *name = sl__config_doc_name(doc);
+    const char *dir = sl__config_doc_dir(doc);
+    unsigned char hdr[PPW_SETUP_SIZE];
+    ppw_setup(hdr, (uint32_t)r->index, c->index, pp->n, r->out_batch,
+              r->spec->timeout_ms);
+    unsigned char ident[PPW_IDENT_SIZE];
+    ppw_ident(ident, c->index, c->gen);
+    if (zmq_send(pp->sock, ident, sizeof(ident), ZMQ_SNDMORE) < 0 ||
+        zmq_send(pp->sock, hdr, sizeof(hdr), ZMQ_SNDMORE) < 0 ||
+        zmq_send(pp->sock, name, strlen(name), ZMQ_SNDMORE) < 0 ||
+        zmq_send(pp->sock, dir, strlen(dir), ZMQ_SNDMORE) < 0 ||
+        zmq_send(pp->sock, src, src_len, 0) < 0)
+        sl__log(SL_LOG_WARN, r->spec->name, (int)c->index,
+                "cannot send setup to worker process: %s", zmq_strerror(errno));
+}
+
+static sl_work_t *s_next_work(sl_procpool_t *pp, pp_child_t *c)
+{
+    if (pp->partitioned)
+        return s_pop(&c->q_head, &c->q_tail);
+    return s_pop(&pp->q_head, &pp->q_tail);
+}
+
+static void s_put_back(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
+{
+    if (pp->partitioned)
+        s_push_front(&c->q_head, &c->q_tail, w);
+    else
+        s_push_front(&pp->q_head, &pp->q_tail, w);
+}
+
+/* Hands queued items to children with room, round robin. */
+static void s_dispatch(sl_procpool_t *pp)
+{
+    for (unsigned k = 0; k < pp->n; k++) {
+        pp_child_t *c = &pp->children[(pp->rr + k) % pp->n];
+        while (c->ready && !c->flush_sent && c->n_items < PP_ITEMS_PER_WORKER) {
+            sl_work_t *w = s_next_work(pp, c);
+            if (!w)
+                break;
+            pp_item_t *it = calloc(1, sizeof(*it));
+            zmq_msg_t copy;
+            if (!it || zmq_msg_init(&copy) != 0 || zmq_msg_copy(&copy, &w->msg) != 0) {
+                free(it);
+                s_put_back(pp, c, w);
+                return;
+            }
+            it->seq = pp->next_seq++;
+            it->work = w;
+            unsigned char hdr[PPW_ITEM_SIZE];
+            ppw_item(hdr, it->seq);
+            if (s_send_to(pp, c, hdr, sizeof(hdr), &copy, 0) != 0) {
+                /* gone: its death is on the way through the pidfd */
+                zmq_msg_close(&copy);
+                free(it);
+                s_put_back(pp, c, w);
+                c->ready = 0;
+                break;
+            }
+            pp_item_t **tail = &c->items;
+            while (*tail)
+                tail = &(*tail)->next;
+            *tail = it;
+            c->n_items++;
+        }
+    }
+    pp->rr = (pp->rr + 1) % (pp->n ? pp->n : 1);
+}
+
+/* ---- results ------------------------------------------------------------------ */
+
+static sl_done_t *s_done_from(zmq_msg_t *batch, uint32_t count)
+{
+    sl_done_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    size_t len = zmq_msg_size(batch);
+    if (count && len) {
+        d->buf = malloc(len);
+        if (!d->buf) {
+            free(d);
+            return NULL;
+        }
+        memcpy(d->buf, zmq_msg_data(batch), len);
+        d->len = len;
+        d->count = count;
+    }
+    return d;
+}
+
+static uint32_t s_batch_count(zmq_msg_t *batch)
+{
+    uint32_t n = 0;
+    if (zmq_msg_size(batch) == 0)
+        return 0;
+    if (sl__batch_validate(zmq_msg_data(batch), zmq_msg_size(batch), &n) != 0)
+        return UINT32_MAX;
+    return n;
+}
+
+static void s_fail_stage(sl_procpool_t *pp, const char *what)
+{
+    sl__log(SL_LOG_ERROR, pp->r->spec->name, -1, "%s", what);
+    atomic_store(&pp->r->failed, 1);
+    atomic_store(&pp->r->run->failed, 1);
+    atomic_store(&pp->r->run->aborting, 1);
+}
+
+static void s_sink_latency(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
+{
+    if (pp->r->desc->kind != SL_STAGE_SINK)
+        return;
+    sl_batch_iter_t it;
+    sl_envelope_t env;
+    const char *p;
+    size_t len;
+    uint64_t now = sl_now_ns();
+    sl_worker_t *wk = &pp->r->workers[c->index];
+    if (sl__batch_iter_init(&it, zmq_msg_data(&w->msg), zmq_msg_size(&w->msg), NULL))
+        return;
+    while (sl__batch_next(&it, &env, &p, &len) == 1)
+        sl__hist_record(&wk->latency, now > env.ts_ns ? now - env.ts_ns : 0);
+}
+
+static void s_on_done(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
+                      zmq_msg_t *batch)
+{
+    pp_item_t *it = c->items;
+    if (!it || it->seq != m->seq) {
+        s_fail_stage(pp, "worker process answered an item it was not given");
+        return;
+    }
+    uint32_t count = s_batch_count(batch);
+    if (count == UINT32_MAX) {
+        s_fail_stage(pp, "worker process sent a corrupt batch");
+        return;
+    }
+    c->items = it->next;
+    c->n_items--;
+    c->deaths_in_row = 0;
+    sl_work_t *w = it->work;
+    sl_worker_stats_t *st = &pp->r->workers[c->index].stats;
+    atomic_fetch_add_explicit(&st->in, w->count, RELAXED);
+    atomic_fetch_add_explicit(&st->ok, m->ok, RELAXED);
+    atomic_fetch_add_explicit(&st->filtered, m->filtered, RELAXED);
+    atomic_fetch_add_explicit(&st->errors, m->errors, RELAXED);
+    /* Emitted records are counted as they arrive here, partial batches
+     * included, so the stage's out always equals what it sent on. */
+    atomic_fetch_add_explicit(&st->emitted, count, RELAXED);
+    atomic_fetch_add_explicit(&st->busy_ns, m->busy_ns, RELAXED);
+    s_sink_latency(pp, c, w);
+
+    sl_done_t *d = s_done_from(batch, count);
+    if (!d) {
+        s_fail_stage(pp, "out of memory taking a worker's output");
+        return;
+    }
+    d->link = w->link;
+    d->release = w->count;
+    d->ends_item = 1;
+    sl__runner_post_done(pp->r, d);
+    sl__work_free(w);
+    free(it);
+}
+
+static void s_on_partial(sl_procpool_t *pp, pp_child_t *c, zmq_msg_t *batch)
+{
+    uint32_t count = s_batch_count(batch);
+    if (count == UINT32_MAX) {
+        s_fail_stage(pp, "worker process sent a corrupt batch");
+        return;
+    }
+    sl_done_t *d = s_done_from(batch, count);
+    if (!d) {
+        s_fail_stage(pp, "out of memory taking a worker's output");
+        return;
+    }
+    atomic_fetch_add_explicit(&pp->r->workers[c->index].stats.emitted, count,
+                              RELAXED);
+    if (c->items)
+        c->items->partial_out += count;
+    sl__runner_post_done(pp->r, d);
+}
+
+static void s_on_flushed(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
+                         zmq_msg_t *batch)
+{
+    uint32_t count = s_batch_count(batch);
+    sl_done_t *d = count == UINT32_MAX ? NULL : s_done_from(batch, count);
+    if (!d) {
+        s_fail_stage(pp, "bad flush output from a worker process");
+        return;
+    }
+    atomic_fetch_add_explicit(&pp->r->workers[c->index].stats.emitted,
+                              count, RELAXED);
+    if (m->errors)
+        atomic_store(&pp->r->failed, 1);
+    c->flushed = 1;
+    d->last = 1;
+    sl__runner_post_done(pp->r, d);
+}
+
+static void s_on_message(sl_procpool_t *pp)
+{
+    for (;;) {
+        zmq_msg_t frames[4];
+        int n = 0, more = 1;
+        while (more && n < 4) {
+            zmq_msg_init(&frames[n]);
+            if (zmq_msg_recv(&frames[n], pp->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+                zmq_msg_close(&frames[n]);
+                if (n == 0)
+                    return;
+                break;
+            }
+            more = zmq_msg_more(&frames[n]);
+            n++;
+        }
+        while (more) { /* more frames than any message has: drop them */
+            zmq_msg_t extra;
+            zmq_msg_init(&extra);
+            zmq_msg_recv(&extra, pp->sock, 0);
+            more = zmq_msg_more(&extra);
+            zmq_msg_close(&extra);
+        }
+        unsigned worker;
+        uint32_t gen;
+        ppw_msg_t m;
+        pp_child_t *c = NULL;
+        if (n >= 2 &&
+            ppw_parse_ident(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
+                            &worker, &gen) == 0 &&
+            worker < pp->n && pp->children[worker].gen == gen &&
+            pp->children[worker].pid > 0 &&
+            ppw_parse(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m) == 0)
+            c = &pp->children[worker];
+        if (c) {
+            switch (m.type) {
+            case PPW_HELLO:
+                s_send_setup(pp, c);
+                break;
+            case PPW_READY:
+                c->ready = 1;
+                break;
+            case PPW_FAIL:
+                sl__log(SL_LOG_ERROR, pp->r->spec->name, (int)c->index,
+                        "worker process could not start: %.*s",
+                        n > 2 ? (int)zmq_msg_size(&frames[2]) : 0,
+                        n > 2 ? (const char *)zmq_msg_data(&frames[2]) : "");
+                s_fail_stage(pp, "a worker process failed to initialise its plugin");
+                break;
+            case PPW_DONE:
+                if (n == 3)
+                    s_on_done(pp, c, &m, &frames[2]);
+                break;
+            case PPW_PARTIAL:
+                if (n == 3)
+                    s_on_partial(pp, c, &frames[2]);
+                break;
+            case PPW_FLUSHED:
+                if (n == 3)
+                    s_on_flushed(pp, c, &m, &frames[2]);
+                break;
+            default:
+                break;
+            }
+        }
+        /* Messages from an earlier generation of a respawned worker are
+         * stale: that work was already handed out again. */
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&frames[i]);
+    }
+}
+
+/* ---- deaths ------------------------------------------------------------------- */
+
+/* Copies records [from, to) of a batch into a new work item. */
+static sl_work_t *s_slice(const sl_work_t *w, uint32_t from, uint32_t to,
+                          int bump_attempts)
+{
+    sl_batch_t b;
+    sl__batch_init(&b);
+    sl_batch_iter_t it;
+    sl_envelope_t env;
+    const char *p;
+    size_t len;
+    uint32_t i = 0;
+    sl__batch_iter_init(&it, zmq_msg_data((zmq_msg_t *)&w->msg),
+                        zmq_msg_size((zmq_msg_t *)&w->msg), NULL);
+    while (sl__batch_next(&it, &env, &p, &len) == 1 && i < to) {
+        if (i >= from) {
+            if (bump_attempts)
+                env.attempts++;
+            if (sl__batch_append(&b, &env, p, len) != 0) {
+                sl__batch_fini(&b);
+                return NULL;
+            }
+        }
+        i++;
+    }
+    sl_work_t *n = calloc(1, sizeof(*n));
+    if (!n) {
+        sl__batch_fini(&b);
+        return NULL;
+    }
+    n->count = b.count;
+    n->link = w->link;
+    n->worker = w->worker;
+    size_t blen;
+    char *buf = sl__batch_release(&b, &blen);
+    if (!buf || zmq_msg_init_data(&n->msg, buf, blen, s_free_plain, NULL) != 0) {
+        free(buf);
+        free(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* The record at `index` of w was in hand when its worker died: one more
+ * attempt, or a dead letter. */
+static sl_work_t *s_blame(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w,
+                          uint32_t index, const char *reason)
+{
+    sl_runner_t *r = pp->r;
+    sl_batch_iter_t it;
+    sl_envelope_t env;
+    const char *p = NULL;
+    size_t len = 0;
+    uint32_t i = 0;
+    sl__batch_iter_init(&it, zmq_msg_data(&w->msg), zmq_msg_size(&w->msg), NULL);
+    while (sl__batch_next(&it, &env, &p, &len) == 1 && i < index)
+        i++;
+    uint32_t attempts = env.attempts + 1;
+    if (attempts < r->spec->max_attempts)
+        return s_slice(w, index, index + 1, 1);
+
+    char why[256];
+    snprintf(why, sizeof(why), "%s while processing (attempt %u of %u)",
+             reason, attempts, r->spec->max_attempts);
+    sl_worker_t *wk = &r->workers[c->index];
+    sl__record_give_up(r->spec->name, (int)c->index, &wk->errors_logged, pp->dl,
+                       &env, p, len, why, attempts);
+    atomic_fetch_add_explicit(&wk->stats.in, 1, RELAXED);
+    atomic_fetch_add_explicit(&wk->stats.errors, 1, RELAXED);
+    sl__credit_rx_completed(&r->rx, w->link, 1);
+    return NULL;
+}
+
+/* What a death costs in duplicates: records the plugin had already
+ * handled and will see again, and outputs already sent on that the retry
+ * will send again. Both are exact; the run summary reports them. */
+static void s_count_duplicates(sl_procpool_t *pp, uint64_t redelivered,
+                               uint64_t dup_out)
+{
+    atomic_fetch_add_explicit(&pp->r->redelivered, redelivered, RELAXED);
+    atomic_fetch_add_explicit(&pp->r->dup_out, dup_out, RELAXED);
+}
+
+/* Hands a dead child's items out again; only the record it was handling
+ * when it died is blamed. */
+static void s_recover(sl_procpool_t *pp, pp_child_t *c, const char *reason)
+{
+    sl_runner_t *r = pp->r;
+    uint64_t blamed_seq = atomic_load(&c->hb->item);
+    uint32_t blamed_index = atomic_load(&c->hb->index);
+    sl_work_t *again[3 * PP_ITEMS_PER_WORKER];
+    int n_again = 0;
+    long delta_items = 0;
+
+    for (pp_item_t *it = c->items, *next; it; it = next) {
+        next = it->next;
+        sl_work_t *w = it->work;
+        if (it->seq == blamed_seq && blamed_index < w->count) {
+            sl_work_t *before = blamed_index ? s_slice(w, 0, blamed_index, 0) : NULL;
+            sl_work_t *one = s_blame(pp, c, w, blamed_index, reason);
+            sl_work_t *after = blamed_index + 1 < w->count
+                                   ? s_slice(w, blamed_index + 1, w->count, 0)
+                                   : NULL;
+            if ((blamed_index && !before) ||
+                (blamed_index + 1 < w->count && !after)) {
+                s_fail_stage(pp, "out of memory re-queueing a dead worker's records");
+            }
+            delta_items -= 1;
+            if (before)
+                again[n_again++] = before, delta_items++;
+            if (one)
+                again[n_again++] = one, delta_items++;
+            if (after)
+                again[n_again++] = after, delta_items++;
+            s_count_duplicates(pp, blamed_index, it->partial_out);
+            sl__work_free(w);
+        } else {
+            again[n_again++] = w; /* not started: no duplicates */
+        }
+        free(it);
+    }
+    c->items = NULL;
+    c->n_items = 0;
+    /* Back to the front of the queue, in their original order. */
+    for (int i = n_again - 1; i >= 0; i--)
+        s_put_back(pp, c, again[i]);
+    if (delta_items) {
+        pthread_mutex_lock(&r->mu);
+        r->inflight = (uint32_t)((long)r->inflight + delta_items);
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+static void s_on_death(sl_procpool_t *pp, pp_child_t *c)
+{
+    sl_runner_t *r = pp->r;
+    int status = 0;
+    pid_t got = waitpid(c->pid, &status, WNOHANG);
+    if (got == 0)
+        return; /* not yet: a spurious wake-up */
+    char reason[128];
+    if (c->kill_reason[0])
+        snprintf(reason, sizeof(reason), "%s", c->kill_reason);
+    else if (got > 0 && WIFSIGNALED(status))
+        snprintf(reason, sizeof(reason), "worker killed by signal %d",
+                 WTERMSIG(status));
+    else if (got > 0 && WIFEXITED(status))
+        snprintf(reason, sizeof(reason), "worker exited with status %d",
+                 WEXITSTATUS(status));
+    else
+        snprintf(reason, sizeof(reason), "worker lost");
+    close(c->pidfd);
+    c->pidfd = -1;
+    c->pid = 0;
+    c->ready = 0;
+    sl__log(SL_LOG_WARN, r->spec->name, (int)c->index,
+            "%s; %u item(s) handed out again, respawning", reason, c->n_items);
+    s_recover(pp, c, reason);
+    atomic_fetch_add(&r->restarts, 1);
+    if (pp->flushing) {
+        /* its flush state is gone with it; the rest still drains */
+        if (!c->flushed) {
+            c->flushed = 1;
+            sl__log(SL_LOG_ERROR, r->spec->name, (int)c->index,
+                    "worker died before flushing; what it buffered is lost");
+            atomic_store(&r->failed, 1);
+            sl_done_t *d = calloc(1, sizeof(*d));
+            if (d) {
+                d->last = 1;
+                sl__runner_post_done(r, d);
+            }
+        }
+        return;
+    }
+    c->deaths_in_row++;
+    c->respawn_at = sl_mono_ns() + s_backoff_ns(c->deaths_in_row);
+}
+
+/* ---- poll plumbing ------------------------------------------------------------- */
+
+int sl__procpool_pollitems(sl_procpool_t *pp, void *items, int max)
+{
+    zmq_pollitem_t *it = items;
+    int n = 0;
+    if (n < max)
+        it[n++] = (zmq_pollitem_t){.socket = pp->sock, .events = ZMQ_POLLIN};
+    for (unsigned i = 0; i < pp->n && n < max; i++)
+        if (pp->children[i].pidfd >= 0)
+            it[n++] = (zmq_pollitem_t){.fd = pp->children[i].pidfd,
+                                       .events = ZMQ_POLLIN};
+    return n;
+}
+
+void sl__procpool_on_ready(sl_procpool_t *pp, const void *items, int n)
+{
+    const zmq_pollitem_t *it = items;
+    if (n > 0 && (it[0].revents & ZMQ_POLLIN))
+        s_on_message(pp);
+    for (int k = 1; k < n; k++) {
+        if (!(it[k].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+            continue;
+        for (unsigned i = 0; i < pp->n; i++)
+            if (pp->children[i].pidfd == it[k].fd && pp->children[i].pid > 0)
+                s_on_death(pp, &pp->children[i]);
+    }
+    s_dispatch(pp);
+}
+
+int sl__procpool_tick(sl_procpool_t *pp, int dflt)
+{
+    uint64_t now = sl_mono_ns();
+    uint64_t next = UINT64_MAX;
+    uint32_t timeout_ms = pp->r->spec->timeout_ms;
+    for (unsigned i = 0; i < pp->n; i++) {
+        pp_child_t *c = &pp->children[i];
+        if (c->pid == 0 && c->respawn_at && !pp->flushing) {
+            if (now >= c->respawn_at) {
+                c->respawn_at = 0;
+                if (s_spawn(pp, c) != 0) {
+                    c->deaths_in_row++;
+                    c->respawn_at = now + s_backoff_ns(c->deaths_in_row);
+                }
+            }
+            if (c->respawn_at && c->respawn_at < next)
+                next = c->respawn_at;
+        }
+        if (timeout_ms && c->pid > 0 && !c->kill_reason[0] &&
+            atomic_load_explicit(&c->hb->item, RELAXED)) {
+            uint64_t since = atomic_load_explicit(&c->hb->since_ns, RELAXED);
+            uint64_t deadline = since + (uint64_t)timeout_ms * 1000000ull;
+            if (since && now >= deadline) {
+                snprintf(c->kill_reason, sizeof(c->kill_reason),
+                         "timeout after %u ms", timeout_ms);
+                kill(c->pid, SIGKILL);
+            } else if (since && deadline < next) {
+                next = deadline;
+            } else if (!since && now + 5000000ull < next) {
+                next = now + 5000000ull;
+            }
+        }
+    }
+    s_dispatch(pp);
+    if (next == UINT64_MAX)
+        return dflt;
+    uint64_t ms = next > now ? (next - now + 999999) / 1000000 : 0;
+    return ms < (uint64_t)dflt || dflt < 0 ? (int)ms : dflt;
+}
+
+void sl__procpool_flush(sl_procpool_t *pp)
+{
+    pp->flushing = 1;
+    for (unsigned i = 0; i < pp->n; i++) {
+        pp_child_t *c = &pp->children[i];
+        if (c->flushed || c->flush_sent)
+            continue;
+        unsigned char hdr[PPW_FLUSH_SIZE];
+        ppw_flush(hdr);
+        if (c->pid > 0 && c->ready && s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0) == 0) {
+            c->flush_sent = 1;
+            continue;
+        }
+        /* not running (between death and respawn): nothing to flush */
+        c->flushed = 1;
+        sl_done_t *d = calloc(1, sizeof(*d));
+        if (d) {
+            d->last = 1;
+            sl__runner_post_done(pp->r, d);
+        }
+    }
+}
+
+
+/* ---- teardown ------------------------------------------------------------------ */
+
+void sl__procpool_destroy(sl_procpool_t **ppp)
+{
+    sl_procpool_t *pp = ppp ? *ppp : NULL;
+    if (!pp)
+        return;
+    if (pp->children) {
+        for (unsigned i = 0; i < pp->n; i++) {
+            pp_child_t *c = &pp->children[i];
+            if (c->pid > 0 && c->ready && pp->sock) {
+                unsigned char hdr[PPW_QUIT_SIZE];
+                ppw_quit(hdr);
+                s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0);
+            }
+        }
+        uint64_t deadline = sl_mono_ns() + PP_QUIT_GRACE_MS * 1000000ull;
+        for (unsigned i = 0; i < pp->n; i++) {
+            pp_child_t *c = &pp->children[i];
+            while (c->pid > 0) {
+                int status;
+                pid_t got = waitpid(c->pid, &status, WNOHANG);
+                if (got == c->pid || got < 0)
+                    break;
+                if (sl_mono_ns() >= deadline) {
+                    kill(c->pid, SIGKILL);
+                    waitpid(c->pid, &status, 0);
+                    break;
+                }
+                struct timespec ts = {0, 2 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+            if (c->pidfd >= 0)
+                close(c->pidfd);
+            if (c->hb)
+                munmap(c->hb, sizeof(sl_heartbeat_t));
+            if (c->hb_fd >= 0)
+                close(c->hb_fd);
+            for (pp_item_t *it = c->items, *next; it; it = next) {
+                next = it->next;
+                sl__work_free(it->work);
+                free(it);
+            }
+            for (sl_work_t *w; (w = s_pop(&c->q_head, &c->q_tail));)
+                sl__work_free(w);
+        }
+        free(pp->children);
+    }
+    for (sl_work_t *w; (w = s_pop(&pp->q_head, &pp->q_tail));)
+        sl__work_free(w);
+    if (pp->sock)
+        zmq_close(pp->sock);
+    free(pp);
+    *ppp = NULL;
+}
