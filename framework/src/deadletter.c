@@ -372,6 +372,34 @@ static s_rec_t s_classify(const s_in_t *in, msgpack_unpacked *u)
     return S_REC_MAP;
 }
 
+static int s_discard(void *data, const char *buf, size_t len)
+{
+    (void)data;
+    (void)buf;
+    (void)len;
+    return 0;
+}
+
+/* ,"record":{...}, unless sluice's own JSON decoder would refuse the text
+ * (a NUL byte in a key, say): then nothing is written and 1 is returned,
+ * so that the caller keeps the bytes instead and every entry reads back. */
+static int s_put_record_json(msgpack_sbuffer *b, const msgpack_object *map)
+{
+    size_t start = b->size;
+    int rc = s_puts(b, ",\"record\":");
+    size_t json = b->size;
+    rc = rc ? rc : sl_json_encode(map, b);
+    if (rc == 0) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, NULL, s_discard);
+        rc = sl_json_decode(b->data + json, b->size - json, &pk, NULL, 0);
+        if (rc == 0)
+            return 0;
+    }
+    b->size = start;
+    return rc == -EBADMSG ? 1 : rc;
+}
+
 static int s_build_jsonl(msgpack_sbuffer *b, const s_in_t *in)
 {
     msgpack_unpacked u;
@@ -395,10 +423,12 @@ static int s_build_jsonl(msgpack_sbuffer *b, const s_in_t *in)
     rc = rc ? rc : s_put_jstr(b, in->error);
     if (kind == S_REC_NONE) {
         rc = rc ? rc : s_puts(b, ",\"record\":null");
-    } else if (kind == S_REC_MAP) {
-        rc = rc ? rc : s_puts(b, ",\"record\":");
-        rc = rc ? rc : sl_json_encode(&u.data, b);
-    } else {
+    } else if (kind == S_REC_MAP && rc == 0 &&
+               (rc = s_put_record_json(b, &u.data)) == 1) {
+        kind = S_REC_RAW;
+        rc = 0;
+    }
+    if (kind == S_REC_RAW) {
         rc = rc ? rc : s_puts(b, ",\"record_msgpack_b64\":\"");
         rc = rc ? rc : s_put_b64(b, in->payload, in->len);
         rc = rc ? rc : s_puts(b, "\"");

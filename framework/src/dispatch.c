@@ -437,6 +437,11 @@ static void s_pump(sl_runner_t *r)
         s_release(r, d);
         if (d->last)
             r->lasts++;
+        if (d->retired) {
+            if (!r->pp)
+                sl__worker_reap(r, (unsigned)d->worker);
+            r->n_retiring--;
+        }
         r->pend_head = d->next;
         if (!r->pend_head)
             r->pend_tail = NULL;
@@ -493,6 +498,152 @@ static int s_inputs_done(sl_runner_t *r)
     return idle;
 }
 
+/* Elastic pools: checked every ELASTIC_TICK_MS. A pool grows by one
+ * worker when, on ELASTIC_FULL_TICKS checks in a row, work was waiting for
+ * a worker and an input held at least ELASTIC_FULL_PCT of its share of the
+ * queue; it shrinks by one when, over the stage's idle time, its work
+ * would have fitted in one worker fewer. */
+#define ELASTIC_TICK_MS 100
+#define ELASTIC_FULL_TICKS 2
+#define ELASTIC_FULL_PCT 90
+#define ELASTIC_SHRINK_PCT 70
+
+static int s_worker_busy(sl_runner_t *r, unsigned i)
+{
+    if (r->pp)
+        return sl__procpool_busy(r->pp, i);
+    return atomic_load_explicit(&r->workers[i].stats.busy, RELAXED);
+}
+
+static void s_grow(sl_runner_t *r, unsigned busy, uint32_t held)
+{
+    unsigned i = 0;
+    while (i < r->n_workers && (r->workers[i].live || r->workers[i].started))
+        i++;
+    if (i == r->n_workers)
+        return; /* every slot is live or still retiring */
+    int rc;
+    char err[512] = "";
+    if (r->pp) {
+        rc = sl__procpool_grow(r->pp, i);
+    } else {
+        rc = sl__worker_init_one(r, i, err, sizeof(err));
+        if (rc == 0)
+            rc = sl__worker_start_one(r, i);
+        if (rc)
+            sl__worker_reap(r, i);
+    }
+    if (rc) {
+        sl__log(SL_LOG_WARN, r->spec->name, -1, "cannot grow the pool: %s",
+                err[0] ? err : strerror(-rc));
+        return;
+    }
+    r->workers[i].live = 1;
+    r->n_live++;
+    atomic_fetch_add(&r->grows, 1);
+    sl__log(SL_LOG_INFO, r->spec->name, -1,
+            "pool grown to %u workers: work waiting with %u busy, %u of %u "
+            "queued", r->n_live, busy, held, r->spec->queue);
+}
+
+/* Lets one idle worker go. */
+static void s_shrink(sl_runner_t *r, double load)
+{
+    for (unsigned k = r->n_workers; k-- > 0;) {
+        sl_worker_t *w = &r->workers[k];
+        if (!w->live || s_worker_busy(r, k))
+            continue;
+        if (r->pp) {
+            if (sl__procpool_retire(r->pp, k) != 0)
+                continue;
+        } else {
+            pthread_mutex_lock(&r->mu);
+            w->retire = 1;
+            pthread_cond_broadcast(&r->cv);
+            pthread_mutex_unlock(&r->mu);
+        }
+        w->live = 0;
+        r->n_live--;
+        r->n_retiring++;
+        atomic_fetch_add(&r->shrinks, 1);
+        sl__log(SL_LOG_INFO, r->spec->name, (int)k,
+                "pool shrunk to %u workers: %.1f workers' worth of work over "
+                "the last %u ms", r->n_live, load, r->spec->idle_shrink_ms);
+        return; /* one at a time */
+    }
+}
+
+static uint64_t s_busy_ns(sl_runner_t *r)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < r->n_workers; i++)
+        sum += atomic_load_explicit(&r->workers[i].stats.busy_ns, RELAXED);
+    return sum;
+}
+
+static void s_elastic(sl_runner_t *r, int flushing)
+{
+    if (r->n_workers == r->spec->workers || flushing ||
+        r->desc->kind == SL_STAGE_SOURCE)
+        return;
+    uint64_t now = sl_mono_ns();
+    if (now < r->elastic_at)
+        return;
+    r->elastic_at = now + ELASTIC_TICK_MS * 1000000ull;
+    unsigned busy = 0;
+    for (unsigned i = 0; i < r->n_workers; i++)
+        if (r->workers[i].live && s_worker_busy(r, i))
+            busy++;
+    /* Near capacity: some input holds most of its share of the queue (with
+     * fan-in one busy upstream can only ever fill its own share). */
+    uint32_t held = sl__credit_rx_held(&r->rx);
+    int full = 0;
+    for (size_t l = 0; l < r->rx.n_links; l++) {
+        const sl_credit_link_t *link = &r->rx.links[l];
+        full |= (uint64_t)link->held * 100 >=
+                (uint64_t)link->share * ELASTIC_FULL_PCT;
+    }
+    /* Work waiting that no worker has taken means every worker is busy;
+     * a stage stuck on downstream credit would not gain from more. */
+    int backlog;
+    if (r->pp) {
+        backlog = sl__procpool_backlog(r->pp);
+    } else {
+        pthread_mutex_lock(&r->mu);
+        backlog = r->q_head != NULL;
+        pthread_mutex_unlock(&r->mu);
+    }
+    int saturated = full && backlog && !r->pend_head;
+    r->full_ticks = saturated ? r->full_ticks + 1 : 0;
+    if (r->full_ticks >= ELASTIC_FULL_TICKS && r->n_live < r->n_workers) {
+        r->full_ticks = 0;
+        s_grow(r, busy, held);
+        r->window_at = 0; /* a new measurement window */
+    }
+    /* Shrinking looks at a whole idle-time window: the work done in it
+     * would have fitted in one worker fewer, at most ELASTIC_SHRINK_PCT
+     * busy, and nothing ever waited for a worker. (Looking for one idle
+     * worker would fail: work spreads over all of them.) */
+    if (backlog || saturated || !r->window_at) {
+        r->window_at = now;
+        r->window_busy_ns = s_busy_ns(r);
+        return;
+    }
+    uint64_t span = now - r->window_at;
+    if (span < (uint64_t)r->spec->idle_shrink_ms * 1000000ull)
+        return;
+    uint64_t busy_now = s_busy_ns(r);
+    double load = (double)(busy_now - r->window_busy_ns) / (double)span;
+    r->window_at = now;
+    r->window_busy_ns = busy_now;
+    sl__log(SL_LOG_DEBUG, r->spec->name, -1,
+            "pool of %u: %.2f workers' worth of work over %llu ms", r->n_live,
+            load, (unsigned long long)(span / 1000000));
+    if (r->n_live > r->spec->workers &&
+        load * 100.0 <= (double)(r->n_live - 1) * ELASTIC_SHRINK_PCT)
+        s_shrink(r, load);
+}
+
 void *sl__dispatcher_main(void *arg)
 {
     sl_runner_t *r = arg;
@@ -523,7 +674,8 @@ void *sl__dispatcher_main(void *arg)
     int flushing = 0;
     while (!atomic_load(&run->aborting)) {
         int n_items = (int)n_fixed;
-        int timeout = 200;
+        int timeout = r->n_workers > r->spec->workers ? ELASTIC_TICK_MS : 200;
+        s_elastic(r, flushing);
         if (r->pp) {
             timeout = sl__procpool_tick(r->pp, timeout);
             n_items += sl__procpool_pollitems(r->pp, items + n_fixed,
@@ -570,7 +722,7 @@ void *sl__dispatcher_main(void *arg)
                 pthread_mutex_unlock(&r->mu);
             }
         }
-        if (r->lasts == r->n_workers && !r->pend_head) {
+        if (r->lasts == r->n_live && !r->n_retiring && !r->pend_head) {
             s_send_eos(r);
             break;
         }

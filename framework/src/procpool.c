@@ -39,6 +39,9 @@ typedef struct pp_child {
     uint32_t gen;
     pid_t pid;     /* 0 when not running */
     int pidfd;     /* -1 when not running */
+    int active;    /* a slot of the pool now (elastic pools have spares) */
+    int retiring;  /* asked to flush and quit: no more items, no respawn */
+    uint64_t last_busy_ns;
     int ready;     /* set up and accepting items */
     int flush_sent;
     int flushed;
@@ -267,8 +270,10 @@ fail:
 
 int sl__procpool_start(sl_procpool_t *pp)
 {
-    for (unsigned i = 0; i < pp->n; i++) {
+    for (unsigned i = 0; i < pp->r->n_live && i < pp->n; i++) {
         pp_child_t *c = &pp->children[i];
+        c->active = 1;
+        c->last_busy_ns = sl_mono_ns();
         if (s_spawn(pp, c) != 0) {
             c->deaths_in_row++;
             c->respawn_at = sl_mono_ns() + s_backoff_ns(c->deaths_in_row);
@@ -336,7 +341,8 @@ static void s_dispatch(sl_procpool_t *pp)
 {
     for (unsigned k = 0; k < pp->n; k++) {
         pp_child_t *c = &pp->children[(pp->rr + k) % pp->n];
-        while (c->ready && !c->flush_sent && c->n_items < PP_ITEMS_PER_WORKER) {
+        while (c->active && c->ready && !c->flush_sent &&
+               c->n_items < PP_ITEMS_PER_WORKER) {
             sl_work_t *w = s_next_work(pp, c);
             if (!w)
                 break;
@@ -440,6 +446,7 @@ static void s_on_done(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
     c->items = it->next;
     c->n_items--;
     c->deaths_in_row = 0;
+    c->last_busy_ns = sl_mono_ns();
     sl_work_t *w = it->work;
     sl_worker_stats_t *st = &pp->r->workers[c->index].stats;
     atomic_fetch_add_explicit(&st->in, w->count, RELAXED);
@@ -484,6 +491,21 @@ static void s_on_partial(sl_procpool_t *pp, pp_child_t *c, zmq_msg_t *batch)
     sl__runner_post_done(pp->r, d);
 }
 
+/* A retiring child is done: its slot is free again (the process itself
+ * is reaped when it exits). */
+static void s_retired(sl_procpool_t *pp, pp_child_t *c)
+{
+    if (!c->active)
+        return;
+    c->active = 0;
+    sl_done_t *d = calloc(1, sizeof(*d));
+    if (d) {
+        d->retired = 1;
+        d->worker = (int)c->index;
+        sl__runner_post_done(pp->r, d);
+    }
+}
+
 static void s_on_flushed(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
                          zmq_msg_t *batch)
 {
@@ -497,6 +519,15 @@ static void s_on_flushed(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
                               count, RELAXED);
     if (m->errors)
         atomic_store(&pp->r->failed, 1);
+    if (c->retiring) {
+        /* an elastic pool let it go: its output, then its slot */
+        sl__runner_post_done(pp->r, d);
+        s_retired(pp, c);
+        unsigned char hdr[PPW_QUIT_SIZE];
+        ppw_quit(hdr);
+        s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0);
+        return;
+    }
     c->flushed = 1;
     d->last = 1;
     sl__runner_post_done(pp->r, d);
@@ -730,9 +761,19 @@ static void s_on_death(sl_procpool_t *pp, pp_child_t *c)
     c->pidfd = -1;
     c->pid = 0;
     c->ready = 0;
-    sl__log(SL_LOG_WARN, r->spec->name, (int)c->index,
-            "%s; %u item(s) handed out again, respawning", reason, c->n_items);
+    if (c->retiring && !c->n_items)
+        sl__log(SL_LOG_DEBUG, r->spec->name, (int)c->index,
+                "retired worker process ended (%s)", reason);
+    else
+        sl__log(SL_LOG_WARN, r->spec->name, (int)c->index,
+                "%s; %u item(s) handed out again%s", reason, c->n_items,
+                c->retiring ? "" : ", respawning");
     s_recover(pp, c, reason);
+    if (c->retiring) {
+        c->retiring = 0;
+        s_retired(pp, c);
+        return;
+    }
     atomic_fetch_add(&r->restarts, 1);
     if (pp->flushing) {
         /* its flush state is gone with it; the rest still drains */
@@ -790,7 +831,7 @@ int sl__procpool_tick(sl_procpool_t *pp, int dflt)
     uint32_t timeout_ms = pp->r->spec->timeout_ms;
     for (unsigned i = 0; i < pp->n; i++) {
         pp_child_t *c = &pp->children[i];
-        if (c->pid == 0 && c->respawn_at && !pp->flushing) {
+        if (c->pid == 0 && c->respawn_at && c->active && !pp->flushing) {
             if (now >= c->respawn_at) {
                 c->respawn_at = 0;
                 if (s_spawn(pp, c) != 0) {
@@ -823,12 +864,75 @@ int sl__procpool_tick(sl_procpool_t *pp, int dflt)
     return ms < (uint64_t)dflt || dflt < 0 ? (int)ms : dflt;
 }
 
+int sl__procpool_busy(const sl_procpool_t *pp, unsigned i)
+{
+    return i < pp->n && pp->children[i].n_items > 0;
+}
+
+int sl__procpool_backlog(const sl_procpool_t *pp)
+{
+    if (pp->q_head)
+        return 1;
+    for (unsigned i = 0; i < pp->n; i++)
+        if (pp->children[i].q_head)
+            return 1;
+    return 0;
+}
+
+uint64_t sl__procpool_last_busy(const sl_procpool_t *pp, unsigned i)
+{
+    return i < pp->n ? pp->children[i].last_busy_ns : 0;
+}
+
+int sl__procpool_grow(sl_procpool_t *pp, unsigned i)
+{
+    if (i >= pp->n || pp->children[i].active || pp->children[i].pid > 0)
+        return -EBUSY;
+    pp_child_t *c = &pp->children[i];
+    c->active = 1;
+    c->retiring = 0;
+    c->flushed = 0;
+    c->deaths_in_row = 0;
+    c->last_busy_ns = sl_mono_ns();
+    if (s_spawn(pp, c) != 0) {
+        c->deaths_in_row++;
+        c->respawn_at = sl_mono_ns() + s_backoff_ns(c->deaths_in_row);
+    }
+    return 0;
+}
+
+int sl__procpool_retire(sl_procpool_t *pp, unsigned i)
+{
+    if (i >= pp->n)
+        return -EINVAL;
+    pp_child_t *c = &pp->children[i];
+    if (!c->active || c->retiring || c->n_items)
+        return -EBUSY;
+    c->retiring = 1;
+    if (c->pid > 0 && c->ready) {
+        unsigned char hdr[PPW_FLUSH_SIZE];
+        ppw_flush(hdr);
+        if (s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0) == 0) {
+            c->flush_sent = 1;
+            return 0;
+        }
+    }
+    /* not running or not set up: nothing to flush; stop it, free the slot */
+    if (c->pid > 0)
+        kill(c->pid, SIGKILL);
+    c->respawn_at = 0;
+    c->retiring = c->pid > 0; /* its death completes the retirement */
+    if (!c->retiring)
+        s_retired(pp, c);
+    return 0;
+}
+
 void sl__procpool_flush(sl_procpool_t *pp)
 {
     pp->flushing = 1;
     for (unsigned i = 0; i < pp->n; i++) {
         pp_child_t *c = &pp->children[i];
-        if (c->flushed || c->flush_sent)
+        if (!c->active || c->retiring || c->flushed || c->flush_sent)
             continue;
         unsigned char hdr[PPW_FLUSH_SIZE];
         ppw_flush(hdr);

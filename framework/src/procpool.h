@@ -55,6 +55,16 @@ void sl__procpool_on_ready(sl_procpool_t *pp, const void *items, int n);
 /* Timers: respawns due, timeouts to enforce. Returns the poll timeout in
  * ms until the next timer (or `dflt`). */
 int sl__procpool_tick(sl_procpool_t *pp, int dflt);
+/* Elastic pools. busy: worker i has an item in hand; last_busy: when it
+ * last finished one (monotonic ns). grow starts a child in free slot i;
+ * retire asks idle child i to flush and quit (its output arrives as a done
+ * item, then one with `retired` set), and it is not respawned. */
+int sl__procpool_busy(const sl_procpool_t *pp, unsigned i);
+/* Items waiting that no child could take. */
+int sl__procpool_backlog(const sl_procpool_t *pp);
+uint64_t sl__procpool_last_busy(const sl_procpool_t *pp, unsigned i);
+int sl__procpool_grow(sl_procpool_t *pp, unsigned i);
+int sl__procpool_retire(sl_procpool_t *pp, unsigned i);
 /* End of stream: asks every child to flush. Each reply arrives as a done
  * item with `last` set; a child that dies instead counts as flushed. */
 void sl__procpool_flush(sl_procpool_t *pp);

@@ -110,6 +110,11 @@ void sl__run_print_summary(sl_run_t *run, FILE *f)
                 " %15s %8.2f\n",
                 r->spec->name, plugin, st.workers, in, st.out,
                 st.filtered, st.errors, queue, st.busy_s);
+        if (st.grows || st.shrinks)
+            fprintf(f, "%-16s pool %u..%u: grew %" PRIu64 " time%s, shrank %"
+                    PRIu64 " time%s\n", "", r->spec->workers, r->n_workers,
+                    st.grows, st.grows == 1 ? "" : "s", st.shrinks,
+                    st.shrinks == 1 ? "" : "s");
         if (st.restarts)
             fprintf(f, "%-16s %" PRIu64 " worker restart%s; duplicates: %" PRIu64
                     " record%s handled twice, %" PRIu64 " output%s sent twice\n",
@@ -161,9 +166,12 @@ int sl__run_write_report(sl_run_t *run, const char *path, int ledger_ok)
                 s_kind(r->desc->kind), st.workers, st.capacity, st.read, st.in,
                 st.out, st.filtered, st.errors, st.sent, st.held_max, st.busy_s);
         fprintf(f, ",\"lane\":\"%s\",\"restarts\":%" PRIu64
-                ",\"redelivered\":%" PRIu64 ",\"dup_out\":%" PRIu64,
+                ",\"redelivered\":%" PRIu64 ",\"dup_out\":%" PRIu64
+                ",\"pool\":{\"min\":%u,\"max\":%u,\"grows\":%" PRIu64
+                ",\"shrinks\":%" PRIu64 "}",
                 r->spec->lane == SL_LANE_PROCESS ? "process" : "thread",
-                st.restarts, st.redelivered, st.dup_out);
+                st.restarts, st.redelivered, st.dup_out, r->spec->workers,
+                r->n_workers, st.grows, st.shrinks);
         if (r->desc->kind == SL_STAGE_SINK)
             fprintf(f,
                     ",\"latency_ns\":{\"count\":%" PRIu64 ",\"p50\":%" PRIu64

@@ -64,7 +64,8 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
     r->spec = s;
     r->desc = s->plugin->desc;
     r->index = i;
-    r->n_workers = s->workers ? s->workers : 1;
+    r->n_live = s->workers ? s->workers : 1;
+    r->n_workers = s->workers_max > r->n_live ? s->workers_max : r->n_live;
     r->out_batch = s_out_batch(topo, s);
     r->efd = -1;
     pthread_mutex_init(&r->mu, NULL);
@@ -119,6 +120,12 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
         r->dl = sl__deadletter_open(s->dl_path, s->dl_format, err, errlen);
         if (!r->dl)
             return -EIO;
+    }
+    if (r->n_workers > r->n_live && s->partition_by) {
+        s_err(err, errlen, "stage '%s': an elastic pool cannot keep "
+              "partition_by (keys would move between workers); give "
+              "workers a fixed number", s->name);
+        return -EINVAL;
     }
     int rc = sl__worker_init_all(r, err, errlen);
     if (rc == 0 && s->lane == SL_LANE_PROCESS) {
@@ -334,7 +341,9 @@ void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out)
     memset(out, 0, sizeof(*out));
     sl_runner_t *r = &run->runners[stage];
     out->capacity = r->spec->queue;
-    out->workers = r->n_workers;
+    out->workers = r->n_live;
+    out->grows = atomic_load_explicit(&r->grows, RELAXED);
+    out->shrinks = atomic_load_explicit(&r->shrinks, RELAXED);
     uint64_t busy_ns = 0;
     for (unsigned i = 0; i < r->n_workers; i++) {
         sl_worker_stats_t *w = &r->workers[i].stats;

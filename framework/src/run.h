@@ -28,6 +28,8 @@ typedef struct sl_stage_stats {
     uint64_t restarts;   /* worker processes that died and were replaced */
     uint64_t redelivered; /* records a dead worker had handled, handled again */
     uint64_t dup_out;     /* outputs sent twice because of worker deaths */
+    uint64_t grows;       /* an elastic pool added a worker */
+    uint64_t shrinks;     /* an elastic pool let an idle worker go */
     /* Sinks: end-to-end latency from the source timestamp, ns. */
     uint64_t lat_count, lat_p50, lat_p90, lat_p99, lat_max;
 } sl_stage_stats_t;

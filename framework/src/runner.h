@@ -46,6 +46,8 @@ typedef struct sl_done {
     uint32_t release;
     int last;        /* the worker has flushed (or the source ended) */
     int ends_item;   /* the last post for a work item */
+    int retired;     /* worker `worker` left an elastic pool */
+    int worker;
 } sl_done_t;
 
 /* Counters a worker updates and others may read at any time. */
@@ -74,6 +76,9 @@ typedef struct sl_worker {
     sl_worker_stats_t stats;
     sl_hist_t latency; /* sinks: end-to-end ns, merged after join */
     uint64_t errors_logged;
+    int retire;        /* under runner->mu: leave the pool when idle */
+    int live;          /* dispatcher's view: in the pool */
+    atomic_uint_fast64_t last_busy_ns; /* when it last finished an item */
 } sl_worker_t;
 
 struct sl_runner {
@@ -117,7 +122,14 @@ struct sl_runner {
     int stop;             /* workers exit now (abort) */
 
     sl_worker_t *workers;
-    unsigned n_workers;
+    unsigned n_workers;   /* slots: the pool's maximum */
+    unsigned n_live;      /* workers in the pool now (dispatcher-owned) */
+    uint64_t elastic_at;  /* next elastic check, monotonic ns */
+    unsigned full_ticks;  /* consecutive checks that found it saturated */
+    unsigned n_retiring;  /* told to leave, not yet gone */
+    uint64_t window_at;   /* start of the current shrink window */
+    uint64_t window_busy_ns; /* workers' busy time at its start */
+    atomic_uint_fast64_t grows, shrinks;
     sl_procpool_t *pp;    /* process lanes: the worker processes */
     sl_deadletter_t *dl;  /* the stage's dead-letter file, or NULL */
 
@@ -134,6 +146,9 @@ struct sl_runner {
 /* Worker side (worker.c). */
 int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen);
 int sl__worker_start_all(sl_runner_t *r);
+int sl__worker_init_one(sl_runner_t *r, unsigned i, char *err, size_t errlen);
+int sl__worker_start_one(sl_runner_t *r, unsigned i);
+void sl__worker_reap(sl_runner_t *r, unsigned i);
 void sl__worker_join_all(sl_runner_t *r);
 void sl__worker_fini_all(sl_runner_t *r);
 /* Hands a finished item to the dispatcher and wakes it. */

@@ -170,7 +170,9 @@ static void s_free_item(sl_work_t *item)
     free(item);
 }
 
-static void s_flush(sl_worker_t *w)
+/* The plugin's flush, then the worker's last post: `last` at end of
+ * stream, `retired` when an elastic pool lets it go mid-stream. */
+static void s_flush(sl_worker_t *w, int retiring)
 {
     const sl_stage_desc_t *d = w->runner->desc;
     if (d->flush) {
@@ -185,6 +187,17 @@ static void s_flush(sl_worker_t *w)
         }
         atomic_fetch_add_explicit(&w->stats.emitted, w->ctx.emitted, RELAXED);
     }
+    if (retiring) {
+        sl_done_t *done = NULL;
+        s_post_output(w, 0, 0, 0, 0);
+        done = calloc(1, sizeof(*done));
+        if (done) {
+            done->retired = 1;
+            done->worker = (int)w->index;
+            sl__runner_post_done(w->runner, done);
+        }
+        return;
+    }
     s_post_output(w, 0, 0, 1, 0);
 }
 
@@ -197,7 +210,7 @@ static void *s_consumer_main(void *arg)
         pthread_mutex_lock(&r->mu);
         sl_work_t **head = partitioned ? &w->q_head : &r->q_head;
         sl_work_t **tail = partitioned ? &w->q_tail : &r->q_tail;
-        while (!*head && !r->flush_now && !r->stop)
+        while (!*head && !r->flush_now && !r->stop && !w->retire)
             pthread_cond_wait(&r->cv, &r->mu);
         if (r->stop) {
             pthread_mutex_unlock(&r->mu);
@@ -209,15 +222,19 @@ static void *s_consumer_main(void *arg)
             if (!*head)
                 *tail = NULL;
         }
+        /* A worker told to retire leaves even at end of stream: the
+         * dispatcher no longer counts it among the pool's flushes. */
+        int retiring = !item && w->retire;
         pthread_mutex_unlock(&r->mu);
 
-        if (!item) { /* flush_now with nothing left to do */
-            s_flush(w);
+        if (!item) { /* end of stream, or the pool shrinks by this worker */
+            s_flush(w, retiring);
             return NULL;
         }
         atomic_store_explicit(&w->stats.busy, 1, RELAXED);
         s_handle_item(w, item);
         atomic_store_explicit(&w->stats.busy, 0, RELAXED);
+        atomic_store_explicit(&w->last_busy_ns, sl_mono_ns(), RELAXED);
         s_free_item(item);
     }
 }
@@ -275,88 +292,122 @@ static void *s_source_main(void *arg)
                         w->ctx.has_err ? w->ctx.err : strerror(-rc));
                 atomic_store(&r->failed, 1);
             }
-            s_flush(w);
+            s_flush(w, 0);
             return NULL;
         }
     }
 }
 
-int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen)
+/* Builds worker i's context and plugin state (thread lanes). */
+int sl__worker_init_one(sl_runner_t *r, unsigned i, char *err, size_t errlen)
 {
     const sl_topo_stage_t *s = r->spec;
-    r->workers = calloc(r->n_workers, sizeof(*r->workers));
-    if (!r->workers) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    if (s->lane == SL_LANE_PROCESS) {
-        /* the plugin lives in the worker processes; only counters here */
-        for (unsigned i = 0; i < r->n_workers; i++) {
-            r->workers[i].runner = r;
-            r->workers[i].index = i;
-            sl__hist_init(&r->workers[i].latency);
-        }
-        return 0;
-    }
-    sl_diag_t diag;
-    sl__diag_init(&diag);
-    int rc = 0;
-    for (unsigned i = 0; i < r->n_workers && rc == 0; i++) {
-        sl_worker_t *w = &r->workers[i];
-        w->runner = r;
-        w->index = i;
-        sl__hist_init(&w->latency);
-        rc = sl__ctx_init(&w->ctx, s->name, (unsigned)r->index, i,
+    sl_worker_t *w = &r->workers[i];
+    int rc = sl__ctx_init(&w->ctx, s->name, (unsigned)r->index, i,
                           r->n_workers, r->desc->kind == SL_STAGE_SOURCE,
                           r->out_batch, &r->run->stopping);
-        if (rc) {
-            snprintf(err, errlen, "out of memory");
-            break;
-        }
-        w->ctx_ready = 1;
-        w->ctx.no_emit = r->desc->kind == SL_STAGE_SINK;
-        w->ctx.on_full = s_on_full;
-        w->ctx.on_full_arg = w;
-        w->ctx.on_input_error = s_on_input_error;
-        w->ctx.on_input_error_arg = w;
-        char context[160];
-        snprintf(context, sizeof(context), "stage '%s'", s->name);
-        sl__config_doc_set_diag(r->run->topo->doc, &diag, context);
-        rc = r->desc->init(&w->ctx, s->config, &w->state);
-        sl__config_doc_set_diag(r->run->topo->doc, NULL, NULL);
-        if (rc) {
-            if (diag.count)
-                snprintf(err, errlen, "%s", diag.lines[0]);
-            else
-                snprintf(err, errlen, "stage '%s': %s init failed: %s",
-                         s->name, s->plugin_name, strerror(-rc));
-            break;
-        }
+    if (rc) {
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    w->ctx_ready = 1;
+    w->ctx.no_emit = r->desc->kind == SL_STAGE_SINK;
+    w->ctx.on_full = s_on_full;
+    w->ctx.on_full_arg = w;
+    w->ctx.on_input_error = s_on_input_error;
+    w->ctx.on_input_error_arg = w;
+    sl_diag_t diag;
+    sl__diag_init(&diag);
+    char context[160];
+    snprintf(context, sizeof(context), "stage '%s'", s->name);
+    sl__config_doc_set_diag(r->run->topo->doc, &diag, context);
+    rc = r->desc->init(&w->ctx, s->config, &w->state);
+    sl__config_doc_set_diag(r->run->topo->doc, NULL, NULL);
+    if (rc) {
+        if (diag.count)
+            snprintf(err, errlen, "%s", diag.lines[0]);
+        else
+            snprintf(err, errlen, "stage '%s': %s init failed: %s", s->name,
+                     s->plugin_name, strerror(-rc));
+    } else {
         w->state_ready = 1;
     }
     sl__diag_fini(&diag);
     return rc;
 }
 
+/* Slots for the largest pool; the first `workers` are set up now, the
+ * rest when an elastic pool grows into them. */
+int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen)
+{
+    r->workers = calloc(r->n_workers, sizeof(*r->workers));
+    if (!r->workers) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < r->n_workers; i++) {
+        r->workers[i].runner = r;
+        r->workers[i].index = i;
+        r->workers[i].live = i < r->n_live;
+        sl__hist_init(&r->workers[i].latency);
+    }
+    if (r->spec->lane == SL_LANE_PROCESS)
+        return 0; /* the plugin lives in the worker processes */
+    for (unsigned i = 0; i < r->n_live; i++) {
+        int rc = sl__worker_init_one(r, i, err, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int sl__worker_start_one(sl_runner_t *r, unsigned i)
+{
+    void *(*main_fn)(void *) =
+        r->desc->kind == SL_STAGE_SOURCE ? s_source_main : s_consumer_main;
+    sl_worker_t *w = &r->workers[i];
+    w->retire = 0;
+    atomic_store_explicit(&w->last_busy_ns, sl_mono_ns(), RELAXED);
+    int rc = pthread_create(&w->thread, NULL, main_fn, w);
+    if (rc)
+        return -rc;
+    w->started = 1;
+    /* thread names are capped at 15 bytes; long stage names truncate */
+    char name[32];
+    snprintf(name, sizeof(name), "w:%.8s/%u", r->spec->name, i % 100);
+    name[15] = '\0';
+    pthread_setname_np(w->thread, name);
+    return 0;
+}
+
 int sl__worker_start_all(sl_runner_t *r)
 {
     if (r->pp)
         return 0; /* the dispatcher starts the worker processes */
-    void *(*main_fn)(void *) =
-        r->desc->kind == SL_STAGE_SOURCE ? s_source_main : s_consumer_main;
-    for (unsigned i = 0; i < r->n_workers; i++) {
-        sl_worker_t *w = &r->workers[i];
-        int rc = pthread_create(&w->thread, NULL, main_fn, w);
+    for (unsigned i = 0; i < r->n_live; i++) {
+        int rc = sl__worker_start_one(r, i);
         if (rc)
-            return -rc;
-        w->started = 1;
-        /* thread names are capped at 15 bytes; long stage names truncate */
-        char name[32];
-        snprintf(name, sizeof(name), "w:%.8s/%u", r->spec->name, i % 100);
-        name[15] = '\0';
-        pthread_setname_np(w->thread, name);
+            return rc;
     }
     return 0;
+}
+
+/* A retired worker has flushed and ended: join it and free its state so
+ * that its slot can be used again. */
+void sl__worker_reap(sl_runner_t *r, unsigned i)
+{
+    sl_worker_t *w = &r->workers[i];
+    if (w->started) {
+        pthread_join(w->thread, NULL);
+        w->started = 0;
+    }
+    if (w->state_ready && r->desc->fini)
+        r->desc->fini(w->state);
+    w->state_ready = 0;
+    w->state = NULL;
+    if (w->ctx_ready)
+        sl__ctx_fini(&w->ctx);
+    w->ctx_ready = 0;
 }
 
 void sl__worker_join_all(sl_runner_t *r)
