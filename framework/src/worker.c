@@ -412,7 +412,7 @@ void sl__worker_reap(sl_runner_t *r, unsigned i)
 
 void sl__worker_join_all(sl_runner_t *r)
 {
-    for (unsigned i = 0; i < r->n_workers; i++)
+    for (unsigned i = 0; r->workers && i < r->n_workers; i++)
         if (r->workers[i].started) {
             pthread_join(r->workers[i].thread, NULL);
             r->workers[i].started = 0;

@@ -1,0 +1,117 @@
+/* Elastic pools follow the load: a burst on top of a steady trickle makes
+ * the pool grow toward its maximum, and once only the trickle is left the
+ * pool shrinks back, on thread and process lanes alike. Nothing is lost
+ * on the way: the ledger balances and the sink gets every record. */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include "run.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* steady: 250 records/s for 7 s; burst: 3,000 records as fast as 2,500/s;
+ * slow: 2 ms per record, so one worker handles 500/s: the burst needs all
+ * four, the trickle half of one. */
+static const char *s_topology =
+    "stages:\n"
+    "  - name: steady\n"
+    "    plugin: generator\n"
+    "    config: {count: 1750, rate: 250}\n"
+    "  - name: burst\n"
+    "    plugin: generator\n"
+    "    config: {count: 3000, rate: 2500}\n"
+    "  - name: slow\n"
+    "    plugin: delay\n"
+    "    from: [steady, burst]\n"
+    "    workers: {min: 1, max: 4, idle: 300ms}\n"
+    "    lane: %s\n"
+    "    config: {ms: 2}\n"
+    "  - name: sink\n"
+    "    plugin: \"null\"\n";
+
+static void s_follow_the_load(const char *lane)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml), s_topology, lane);
+    sl_diag_t diag;
+    sl__diag_init(&diag);
+    sl_topology_t *topo = sl__topology_parse("elastic.yaml", NULL, yaml, &diag);
+    cr_assert_not_null(topo, "%s", diag.count ? diag.lines[0] : "?");
+    char err[512];
+    sl_run_t *run = sl__run_new(topo, err, sizeof(err));
+    cr_assert_not_null(run, "%s", err);
+    cr_assert_eq(sl__run_start(run), 0);
+
+    /* Sample the pool size until the run ends (bounded: 30 s). */
+    unsigned peak = 0, last = 0;
+    sl_stage_stats_t st;
+    for (int i = 0; i < 3000; i++) {
+        sl__run_stats(run, 2, &st);
+        if (st.workers > peak)
+            peak = st.workers;
+        last = st.workers;
+        sl_stage_stats_t sink;
+        sl__run_stats(run, 3, &sink);
+        if (sink.finished)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(sl__run_wait(run), 0);
+    sl__run_stats(run, 2, &st);
+    cr_log_info("%s lane: peak %u workers, %u at the end, grew %llu, shrank "
+                "%llu", lane, peak, last, (unsigned long long)st.grows,
+                (unsigned long long)st.shrinks);
+    cr_expect_geq(peak, 3, "the burst should have grown the pool (peak %u)", peak);
+    cr_expect_leq(last, 2, "the trickle should have shrunk it (%u left)", last);
+    cr_expect_geq(st.grows, 2);
+    cr_expect_geq(st.shrinks, 1);
+    cr_expect_eq(st.in, 4750);
+    sl_stage_stats_t sink;
+    sl__run_stats(run, 3, &sink);
+    cr_expect_eq(sink.in, 4750);
+    cr_expect_eq(sl__run_check_ledger(run, &diag), 0, "%s",
+                 diag.count ? diag.lines[0] : "");
+    sl__run_destroy(&run);
+    sl__topology_destroy(&topo);
+    sl__diag_fini(&diag);
+}
+
+Test(elastic, thread_pool_follows_the_load, .timeout = 60)
+{
+    s_follow_the_load("thread");
+}
+
+Test(elastic, process_pool_follows_the_load, .timeout = 60)
+{
+    s_follow_the_load("process");
+}
+
+Test(elastic, partition_by_needs_a_fixed_pool)
+{
+    const char *yaml = "stages:\n"
+                       "  - name: g\n"
+                       "    plugin: generator\n"
+                       "    config: {count: 10}\n"
+                       "  - name: t\n"
+                       "    plugin: delay\n"
+                       "    workers: {min: 1, max: 3}\n"
+                       "    partition_by: user\n"
+                       "    config: {ms: 0}\n"
+                       "  - name: s\n"
+                       "    plugin: \"null\"\n";
+    sl_diag_t diag;
+    sl__diag_init(&diag);
+    sl_topology_t *topo = sl__topology_parse("p.yaml", NULL, yaml, &diag);
+    cr_assert_not_null(topo);
+    char err[512];
+    sl_run_t *run = sl__run_new(topo, err, sizeof(err));
+    cr_assert_null(run);
+    cr_expect(strstr(err, "stage 't': an elastic pool cannot keep partition_by"),
+              "%s", err);
+    sl__topology_destroy(&topo);
+    sl__diag_fini(&diag);
+}
