@@ -831,3 +831,59 @@ Test(deadletter, visitor_can_stop_the_walk)
     cr_assert_eq(n, 2);
     free(path);
 }
+
+/* ---- hostile payloads and files ---------------------------------------- */
+
+Test(deadletter, every_jsonl_entry_reads_back)
+{
+    /* {"a\0b": 1}: valid JSON once escaped, but sluice's JSON reader
+     * refuses NUL in keys, so the record is kept as bytes instead. */
+    static const char nul_key[] = "\x81\xa3" "a\0b" "\x01";
+    /* An array that claims 2^31 elements: no allocation may follow. */
+    static const char huge_count[] = "\x81\xa1k\xdd\x7f\xff\xff\xff\x01";
+    char *path = tmp_path("r.jsonl"), err[512] = "";
+    sl_deadletter_t *dl = sl__deadletter_open(path, SL_DL_JSONL, err, 512);
+    cr_assert_not_null(dl, "%s", err);
+    cr_assert_eq(sl__deadletter_write(dl, "s", NULL, nul_key, 6, "", 1, 0, 0),
+                 0);
+    cr_assert_eq(sl__deadletter_write(dl, "s", NULL, huge_count, 9, NULL, 1,
+                                      0, 0),
+                 0);
+    sl__deadletter_close(&dl);
+    char *text = sl_test_read_file(path, NULL);
+    cr_assert_not_null(strstr(text, "\"error\":\"\",\"record_msgpack_b64\":"
+                                    "\"gaNhAGIB\"}\n"),
+                       "%s", text);
+    free(text);
+    gots_t g;
+    cr_assert_eq(read_all(path, &g, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(g.n, 2);
+    cr_assert_str_eq(g.v[0].error, "");
+    cr_assert_eq(g.v[0].rec_len, 6);
+    cr_assert_eq(memcmp(g.v[0].rec, nul_key, 6), 0);
+    cr_assert_null(g.v[1].error);
+    cr_assert_eq(g.v[1].rec_len, 9);
+    cr_assert_eq(memcmp(g.v[1].rec, huge_count, 9), 0);
+    gots_free(&g);
+    free(path);
+}
+
+Test(deadletter, msgpack_reader_refuses_impossible_counts)
+{
+    char *path = tmp_path("h.msgpack"), err[1024], want[1200];
+    append_ids(path, SL_DL_MSGPACK, 1, 1);
+    /* A second entry whose record claims 2^31 entries. */
+    static const char bad[] =
+        "\x82\xa5stage\xa1s\xa6record\xdf\x7f\xff\xff\xff\xa1k";
+    FILE *f = fopen(path, "ab");
+    cr_assert_eq(fwrite(bad, 1, sizeof(bad) - 1, f), sizeof(bad) - 1);
+    fclose(f);
+    gots_t g;
+    cr_assert_eq(read_all(path, &g, err, sizeof(err)), -EBADMSG);
+    cr_assert_eq(g.n, 1);
+    snprintf(want, sizeof(want), "%s: entry 2 is truncated: the file ends "
+             "in the middle of it", path);
+    cr_assert_str_eq(err, want);
+    gots_free(&g);
+    free(path);
+}
