@@ -169,6 +169,7 @@ static int s_spawn(sl_procpool_t *pp, pp_child_t *c)
     atomic_store(&c->hb->item, 0);
     atomic_store(&c->hb->index, 0);
     atomic_store(&c->hb->since_ns, 0);
+    atomic_store(&c->hb->done, 0);
 
     char worker[16], gen[16], hbfd[16], ppid[16];
     snprintf(worker, sizeof(worker), "%u", c->index);
@@ -696,6 +697,7 @@ static void s_recover(sl_procpool_t *pp, pp_child_t *c, const char *reason)
     sl_runner_t *r = pp->r;
     uint64_t blamed_seq = atomic_load(&c->hb->item);
     uint32_t blamed_index = atomic_load(&c->hb->index);
+    uint64_t done_seq = atomic_load(&c->hb->done);
     sl_work_t *again[3 * PP_ITEMS_PER_WORKER];
     int n_again = 0;
     long delta_items = 0;
@@ -723,7 +725,12 @@ static void s_recover(sl_procpool_t *pp, pp_child_t *c, const char *reason)
             s_count_duplicates(pp, blamed_index, it->partial_out);
             sl__work_free(w);
         } else {
-            again[n_again++] = w; /* not started: no duplicates */
+            /* Handled to the end but its DONE was lost with the worker, or
+             * not started at all; either way outputs it sent ahead of time
+             * will be sent again. */
+            s_count_duplicates(pp, it->seq <= done_seq ? w->count : 0,
+                               it->partial_out);
+            again[n_again++] = w;
         }
         free(it);
     }

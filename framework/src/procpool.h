@@ -36,6 +36,7 @@ typedef struct sl_heartbeat {
     _Atomic uint64_t item;     /* seq of the item in hand, 0 when idle */
     _Atomic uint32_t index;    /* record within that item */
     _Atomic uint64_t since_ns; /* monotonic start of that record */
+    _Atomic uint64_t done;     /* seq of the last item fully handled */
 } sl_heartbeat_t;
 
 /* Created and used by the stage's dispatcher thread only. */

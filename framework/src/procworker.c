@@ -250,6 +250,8 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch)
         m.emitted += emitted;
         index++;
     }
+    /* Handled, though the parent may never hear of it if we die now. */
+    atomic_store(&c->hb->done, seq);
     atomic_store(&c->hb->item, 0);
     m.busy_ns = sl_mono_ns() - t0;
     return s_send_counts(c, PPW_DONE, &m);
