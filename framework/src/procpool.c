@@ -201,8 +201,8 @@ static int s_spawn(sl_procpool_t *pp, pp_child_t *c)
     c->pid = pid;
     c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (c->pidfd < 0) {
-        sl__log(SL_LOG_ERROR, r->spec->name, (int)c->index,
-                "pidfd_open: %s; worker deaths will be noticed late",
+        sl__log(SL_LOG_DEBUG, r->spec->name, (int)c->index,
+                "pidfd_open: %s; polling for worker deaths every 50 ms",
                 strerror(errno));
     }
     return 0;
@@ -848,6 +848,12 @@ int sl__procpool_tick(sl_procpool_t *pp, int dflt)
             }
             if (c->respawn_at && c->respawn_at < next)
                 next = c->respawn_at;
+        }
+        if (c->pid > 0 && c->pidfd < 0) {
+            /* no pidfd (a kernel before 5.3): look for its death by polling */
+            s_on_death(pp, c);
+            if (now + 50000000ull < next)
+                next = now + 50000000ull;
         }
         if (timeout_ms && c->pid > 0 && !c->kill_reason[0] &&
             atomic_load_explicit(&c->hb->item, RELAXED)) {
