@@ -123,7 +123,7 @@ struct sl_runner {
 
     sl_worker_t *workers;
     unsigned n_workers;   /* slots: the pool's maximum */
-    unsigned n_live;      /* workers in the pool now (dispatcher-owned) */
+    atomic_uint n_live;   /* workers in the pool now (the dispatcher changes it) */
     uint64_t elastic_at;  /* next elastic check, monotonic ns */
     unsigned full_ticks;  /* consecutive checks that found it saturated */
     unsigned n_retiring;  /* told to leave, not yet gone */
