@@ -1,6 +1,6 @@
 /*
  * raw_zmq: the hand-written reference that the sluice pipeline benchmark is
- * measured against. Three threads joined by inproc PUSH/PULL do the work of
+ * measured against. Three threads joined by PUSH/PULL sockets do the work of
  * bench/pipeline.yaml with nothing in between:
  *
  *   gen   encodes N ~98-byte msgpack maps (byte for byte the generator
@@ -14,19 +14,33 @@
  * message ends the stream. The sink checks the record and byte counts
  * against what gen produced, so a fast but wrong run cannot pass.
  *
+ * --transport inproc (the default) joins the threads in memory; ipc joins
+ * them over abstract unix sockets (ipc://@raw-zmq-PID-a and -b, so nothing
+ * is left on disk), through ZeroMQ's I/O threads and the kernel. With
+ * --transform-process (implies ipc) xform runs in a child process forked
+ * before anything ZeroMQ exists, with its own context: the shape of a
+ * sluice process lane, which the benchmark compares it with.
+ *
  * Output (stdout, one line, machine-readable):
  *   raw batch=B records=N seconds=S rate=R send=copy|zc bytes_per_record=X
- * and on stderr the CPU seconds each thread used. Exit 1 if the counts do
- * not match, 2 on a usage or setup error.
+ *       transport=inproc|ipc xform=thread|process
+ * and on stderr the CPU seconds each thread used (plus, over ipc, ZeroMQ's
+ * I/O threads). Exit 1 if the counts do not match or the transform process
+ * failed, 2 on a usage or setup error.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <msgpack.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define FIELD_TO_SET "country"
@@ -37,6 +51,8 @@ typedef struct opts {
     unsigned batch;
     int zerocopy; /* zmq_msg_init_data on a fresh buffer vs zmq_send copy */
     int hwm;      /* 0 keeps libzmq's default */
+    int ipc;      /* ipc:// instead of inproc:// */
+    int xf_process; /* xform in a child process (implies ipc) */
 } opts_t;
 
 /* A growable byte buffer the msgpack packer writes into. Kept instead of
@@ -48,14 +64,22 @@ typedef struct buf {
     size_t cap;
 } buf_t;
 
+/* What the transform side reports, written before its EOF. In shared
+ * memory when it is a process, read by the parent once it has exited. */
+typedef struct xf_result {
+    uint64_t records;
+    uint64_t bytes;
+    int rc;
+    double cpu;    /* seconds of CPU its thread used */
+    double io_cpu; /* the rest of its process (ZeroMQ's I/O thread) */
+} xf_result_t;
+
 typedef struct shared {
     opts_t o;
     void *gen_out, *xf_in, *xf_out, *sink_in;
-    uint64_t gen_bytes;  /* written by gen before its EOF */
-    uint64_t xf_records; /* written by xform before its EOF */
-    uint64_t xf_bytes;
-    int xf_rc;
-    double gen_cpu, xf_cpu; /* seconds of CPU each thread used */
+    uint64_t gen_bytes; /* written by gen before its EOF */
+    double gen_cpu;     /* seconds of CPU gen's thread used */
+    xf_result_t *xf;
 } shared_t;
 
 static void die(const char *what)
@@ -330,7 +354,7 @@ static void *xform_main(void *arg)
             off += 4;
             if (len > n - off) {
                 fprintf(stderr, "raw_zmq: xform: truncated frame\n");
-                sh->xf_rc = -EBADMSG;
+                sh->xf->rc = -EBADMSG;
                 goto done;
             }
             msgpack_object obj;
@@ -342,7 +366,7 @@ static void *xform_main(void *arg)
                 set_field(&obj, FIELD_TO_SET, FIELD_VALUE) < 0) {
                 fprintf(stderr, "raw_zmq: xform: bad record %" PRIu64 "\n",
                         records);
-                sh->xf_rc = -EBADMSG;
+                sh->xf->rc = -EBADMSG;
                 goto done;
             }
             off += len;
@@ -356,9 +380,9 @@ static void *xform_main(void *arg)
         send_buf(sh->xf_out, &b, o);
     }
 done:
-    sh->xf_records = records;
-    sh->xf_bytes = bytes;
-    sh->xf_cpu = (double)now_ns(CLOCK_THREAD_CPUTIME_ID) / 1e9;
+    sh->xf->records = records;
+    sh->xf->bytes = bytes;
+    sh->xf->cpu = (double)now_ns(CLOCK_THREAD_CPUTIME_ID) / 1e9;
     send_eof(sh->xf_out);
     zmq_msg_close(&in);
     msgpack_zone_destroy(&zone);
@@ -370,16 +394,22 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: raw_zmq [--count N] [--batch B] [--send copy|zc] "
-            "[--hwm H]\n");
+            "[--hwm H]\n"
+            "               [--transport inproc|ipc] [--transform-process]\n");
     exit(2);
 }
 
 static opts_t parse_opts(int argc, char **argv)
 {
     opts_t o = {.count = 5000000, .batch = 64, .zerocopy = 0, .hwm = 0};
+    int inproc_asked = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end;
+        if (strcmp(a, "--transform-process") == 0) {
+            o.xf_process = 1;
+            continue;
+        }
         if (!v)
             usage();
         if (strcmp(a, "--count") == 0) {
@@ -403,10 +433,26 @@ static opts_t parse_opts(int argc, char **argv)
             if (*end || h < 0 || h > 1000000)
                 usage();
             o.hwm = (int)h;
+        } else if (strcmp(a, "--transport") == 0) {
+            if (strcmp(v, "inproc") == 0)
+                o.ipc = 0;
+            else if (strcmp(v, "ipc") == 0)
+                o.ipc = 1;
+            else
+                usage();
+            inproc_asked = !o.ipc;
         } else {
             usage();
         }
         i++;
+    }
+    if (o.xf_process) {
+        if (inproc_asked) {
+            fprintf(stderr, "raw_zmq: --transform-process needs --transport "
+                            "ipc (inproc cannot cross processes)\n");
+            exit(2);
+        }
+        o.ipc = 1;
     }
     return o;
 }
@@ -424,29 +470,182 @@ static void *make_sock(void *ctx, int type, const opts_t *o)
     return s;
 }
 
-int main(int argc, char **argv)
+/* a: gen -> xform, b: xform -> sink. Abstract ipc names (the leading @)
+ * live in the kernel only, so a killed run leaves no socket file. */
+typedef struct endpoints {
+    char a[64];
+    char b[64];
+} endpoints_t;
+
+static void make_endpoints(const opts_t *o, endpoints_t *ep)
 {
-    shared_t sh = {.o = parse_opts(argc, argv)};
+    if (!o->ipc) {
+        snprintf(ep->a, sizeof ep->a, "inproc://gen");
+        snprintf(ep->b, sizeof ep->b, "inproc://xform");
+        return;
+    }
+    snprintf(ep->a, sizeof ep->a, "ipc://@raw-zmq-%d-a", (int)getpid());
+    snprintf(ep->b, sizeof ep->b, "ipc://@raw-zmq-%d-b", (int)getpid());
+}
+
+static double cpu_s(clockid_t clk)
+{
+    return (double)now_ns(clk) / 1e9;
+}
+
+/* The transform process. It connects only once the parent has bound both
+ * endpoints (told through go_fd): a connect that finds no listener is
+ * retried after ZeroMQ's 100 ms reconnect interval, which would be timed.
+ * Never returns. */
+static void xform_child(shared_t *sh, const endpoints_t *ep, int go_fd,
+                        pid_t parent)
+{
+    char go;
+    /* A parent killed by the benchmark's timeout takes its child along. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent || read(go_fd, &go, 1) != 1)
+        _exit(2);
+    close(go_fd);
     void *ctx = zmq_ctx_new();
     if (!ctx)
         die("zmq_ctx_new");
+    sh->xf_in = make_sock(ctx, ZMQ_PULL, &sh->o);
+    sh->xf_out = make_sock(ctx, ZMQ_PUSH, &sh->o);
+    if (zmq_connect(sh->xf_in, ep->a) < 0 || zmq_connect(sh->xf_out, ep->b) < 0)
+        die("connect");
+    xform_main(sh);
+    zmq_close(sh->xf_in);
+    zmq_close(sh->xf_out);
+    /* Returns once the EOF has left: the default linger is infinite. */
+    zmq_ctx_term(ctx);
+    sh->xf->io_cpu = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - sh->xf->cpu;
+    exit(sh->xf->rc ? 1 : 0);
+}
+
+/* How long the sink waits for a message before it looks at the transform
+ * process, and how many such waits it allows once that process is gone. */
+#define SINK_WAIT_MS 500
+#define SINK_WAITS_AFTER_EXIT 10
+
+/* Reports how the transform process ended; 0 when it exited cleanly. */
+static int child_status(pid_t got, pid_t child, int status)
+{
+    if (got == child && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (got == child && WIFSIGNALED(status))
+        fprintf(stderr, "raw_zmq: CHECK FAILED: the transform process was "
+                        "killed by signal %d\n", WTERMSIG(status));
+    else
+        fprintf(stderr, "raw_zmq: CHECK FAILED: the transform process "
+                        "exited with status %d\n",
+                got == child && WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return -1;
+}
+
+/* Called whenever the sink has waited SINK_WAIT_MS for a message: if the
+ * transform process died, its EOF will never come and gen may be stuck on
+ * a full pipe, so the run ends here, as a failure. */
+static void check_child(pid_t child, int *reaped, int *waits)
+{
+    int status = 0;
+    if (*reaped) {
+        if (++*waits < SINK_WAITS_AFTER_EXIT)
+            return;
+        fprintf(stderr, "raw_zmq: CHECK FAILED: the transform process ended "
+                        "but its end of stream never came\n");
+        _exit(1);
+    }
+    pid_t got = waitpid(child, &status, WNOHANG);
+    if (got == 0)
+        return;
+    *reaped = 1;
+    if (child_status(got, child, status) != 0)
+        _exit(1);
+}
+
+/* Forks the transform process, then binds the parent's ends. The clock
+ * starts before the fork, as sluice's elapsed time covers starting its
+ * worker processes. Returns the child's pid; exits on failure. */
+static pid_t start_process(shared_t *sh, const endpoints_t *ep, void **ctx,
+                           uint64_t *t0)
+{
+    int go[2];
+    sh->xf = mmap(NULL, sizeof(*sh->xf), PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh->xf == MAP_FAILED || pipe(go) != 0) {
+        perror("raw_zmq: mmap/pipe");
+        exit(2);
+    }
+    *t0 = now_ns(CLOCK_MONOTONIC);
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child < 0) {
+        perror("raw_zmq: fork");
+        exit(2);
+    }
+    if (child == 0) {
+        close(go[1]);
+        xform_child(sh, ep, go[0], parent);
+    }
+    close(go[0]);
+    *ctx = zmq_ctx_new();
+    if (!*ctx)
+        die("zmq_ctx_new");
+    sh->gen_out = make_sock(*ctx, ZMQ_PUSH, &sh->o);
+    sh->sink_in = make_sock(*ctx, ZMQ_PULL, &sh->o);
+    int wait_ms = SINK_WAIT_MS;
+    if (zmq_bind(sh->gen_out, ep->a) < 0 || zmq_bind(sh->sink_in, ep->b) < 0 ||
+        zmq_setsockopt(sh->sink_in, ZMQ_RCVTIMEO, &wait_ms, sizeof wait_ms) < 0)
+        die("bind");
+    if (write(go[1], "g", 1) != 1) {
+        perror("raw_zmq: write");
+        exit(2);
+    }
+    close(go[1]);
+    return child;
+}
+
+/* All three sides in this process: one context, four sockets. */
+static void start_threads(shared_t *sh, const endpoints_t *ep, void **ctx,
+                          uint64_t *t0)
+{
+    *ctx = zmq_ctx_new();
+    if (!*ctx)
+        die("zmq_ctx_new");
     /* inproc needs no I/O thread; an idle one would only cost a wakeup. */
-    zmq_ctx_set(ctx, ZMQ_IO_THREADS, 0);
-
-    sh.gen_out = make_sock(ctx, ZMQ_PUSH, &sh.o);
-    sh.xf_in = make_sock(ctx, ZMQ_PULL, &sh.o);
-    sh.xf_out = make_sock(ctx, ZMQ_PUSH, &sh.o);
-    sh.sink_in = make_sock(ctx, ZMQ_PULL, &sh.o);
-    if (zmq_bind(sh.gen_out, "inproc://gen") < 0 ||
-        zmq_connect(sh.xf_in, "inproc://gen") < 0 ||
-        zmq_bind(sh.xf_out, "inproc://xform") < 0 ||
-        zmq_connect(sh.sink_in, "inproc://xform") < 0)
+    if (!sh->o.ipc)
+        zmq_ctx_set(*ctx, ZMQ_IO_THREADS, 0);
+    sh->gen_out = make_sock(*ctx, ZMQ_PUSH, &sh->o);
+    sh->xf_in = make_sock(*ctx, ZMQ_PULL, &sh->o);
+    sh->xf_out = make_sock(*ctx, ZMQ_PUSH, &sh->o);
+    sh->sink_in = make_sock(*ctx, ZMQ_PULL, &sh->o);
+    if (zmq_bind(sh->gen_out, ep->a) < 0 || zmq_connect(sh->xf_in, ep->a) < 0 ||
+        zmq_bind(sh->xf_out, ep->b) < 0 || zmq_connect(sh->sink_in, ep->b) < 0)
         die("bind/connect");
-
     /* The main thread is the sink; the clock covers the whole run. */
-    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+    *t0 = now_ns(CLOCK_MONOTONIC);
+}
+
+int main(int argc, char **argv)
+{
+    shared_t sh = {.o = parse_opts(argc, argv)};
+    xf_result_t local = {0};
+    endpoints_t ep;
+    pid_t child = 0;
+    int reaped = 0, waits = 0;
+    uint64_t t0 = 0;
+    void *ctx = NULL;
+
+    make_endpoints(&sh.o, &ep);
+    sh.xf = &local;
+    if (sh.o.xf_process)
+        child = start_process(&sh, &ep, &ctx, &t0);
+    else
+        start_threads(&sh, &ep, &ctx, &t0);
+
     pthread_t tg, tx;
-    if (pthread_create(&tx, NULL, xform_main, &sh) != 0 ||
+    if ((!sh.o.xf_process &&
+         pthread_create(&tx, NULL, xform_main, &sh) != 0) ||
         pthread_create(&tg, NULL, gen_main, &sh) != 0) {
         fprintf(stderr, "raw_zmq: pthread_create failed\n");
         return 2;
@@ -457,8 +656,13 @@ int main(int argc, char **argv)
     int bad = 0;
     zmq_msg_init(&in);
     for (;;) {
-        if (zmq_msg_recv(&in, sh.sink_in, 0) < 0)
+        if (zmq_msg_recv(&in, sh.sink_in, 0) < 0) {
+            if (child > 0 && zmq_errno() == EAGAIN) {
+                check_child(child, &reaped, &waits);
+                continue;
+            }
             die("zmq_msg_recv sink");
+        }
         const char *p = zmq_msg_data(&in);
         size_t n = zmq_msg_size(&in), off = 0;
         if (n == 0)
@@ -473,37 +677,61 @@ int main(int argc, char **argv)
         bad |= off != n;
     }
     uint64_t t1 = now_ns(CLOCK_MONOTONIC);
-    double sink_cpu = (double)now_ns(CLOCK_THREAD_CPUTIME_ID) / 1e9;
+    double sink_cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID);
     zmq_msg_close(&in);
     pthread_join(tg, NULL);
-    pthread_join(tx, NULL);
+    if (!sh.o.xf_process)
+        pthread_join(tx, NULL);
+    int child_bad = 0;
+    if (child > 0 && !reaped) {
+        int status = 0;
+        pid_t got = waitpid(child, &status, 0);
+        child_bad = child_status(got, child, status) != 0;
+    }
+    /* The rest of the CPU went to ZeroMQ's I/O threads (ipc only). */
+    double io_cpu = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - sh.gen_cpu - sink_cpu;
+    if (sh.o.xf_process)
+        io_cpu += sh.xf->io_cpu;
+    else
+        io_cpu -= sh.xf->cpu;
 
     double secs = (double)(t1 - t0) / 1e9;
     printf("raw batch=%u records=%" PRIu64 " seconds=%.3f rate=%.0f send=%s "
-           "bytes_per_record=%.1f\n",
+           "bytes_per_record=%.1f transport=%s xform=%s\n",
            sh.o.batch, records, secs, (double)records / secs,
            sh.o.zerocopy ? "zc" : "copy",
-           records ? (double)bytes / (double)records : 0.0);
+           records ? (double)bytes / (double)records : 0.0,
+           sh.o.ipc ? "ipc" : "inproc", sh.o.xf_process ? "process" : "thread");
     /* Where the CPU went: on a 2-core machine three busy threads share two
      * cores, so the sum is what bounds the rate. */
-    fprintf(stderr, "raw cpu_s gen=%.3f xform=%.3f sink=%.3f\n", sh.gen_cpu,
-            sh.xf_cpu, sink_cpu);
+    fprintf(stderr, "raw cpu_s gen=%.3f xform=%.3f sink=%.3f", sh.gen_cpu,
+            sh.xf->cpu, sink_cpu);
+    if (sh.o.ipc)
+        fprintf(stderr, " io=%.3f", io_cpu);
+    fprintf(stderr, "\n");
 
     int rc = 0;
-    if (bad || sh.xf_rc || records != sh.o.count || records != sh.xf_records ||
-        bytes != sh.xf_bytes || bytes != sh.gen_bytes) {
+    if (child_bad) {
+        rc = 1;
+    } else if (bad || sh.xf->rc || records != sh.o.count ||
+        records != sh.xf->records || bytes != sh.xf->bytes ||
+        bytes != sh.gen_bytes) {
         fprintf(stderr,
                 "raw_zmq: CHECK FAILED: expected %" PRIu64 " records, sink "
                 "got %" PRIu64 " (xform %" PRIu64 "); bytes gen %" PRIu64
                 " xform %" PRIu64 " sink %" PRIu64 "%s\n",
-                sh.o.count, records, sh.xf_records, sh.gen_bytes, sh.xf_bytes,
-                bytes, bad ? "; malformed frame" : "");
+                sh.o.count, records, sh.xf->records, sh.gen_bytes,
+                sh.xf->bytes, bytes, bad ? "; malformed frame" : "");
         rc = 1;
     }
     zmq_close(sh.gen_out);
-    zmq_close(sh.xf_in);
-    zmq_close(sh.xf_out);
     zmq_close(sh.sink_in);
+    if (!sh.o.xf_process) {
+        zmq_close(sh.xf_in);
+        zmq_close(sh.xf_out);
+    }
     zmq_ctx_term(ctx);
+    if (sh.xf != &local)
+        munmap(sh.xf, sizeof(*sh.xf));
     return rc;
 }

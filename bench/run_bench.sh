@@ -115,14 +115,15 @@ why() { [ "$1" = 124 ] && echo "timed out after ${LIMIT}s" || echo "exited $1"; 
 # command, in microseconds per record, from $TMP/time.
 cpu_per() { awk -v n="$1" '{ printf "%.2f", (n > 0 ? ($1 + $2) * 1e6 / n : 0) }' "$TMP/time"; }
 
-# run_raw BATCH: prints "records/s cpu-us/record" of one raw_zmq run.
-# raw_zmq itself checks that every record arrived (exit 1 otherwise).
+# run_raw BATCH [ARGS...]: prints "records/s cpu-us/record" of one raw_zmq
+# run (CPU of its transform process included: it is waited for). raw_zmq
+# itself checks that every record arrived (exit 1 otherwise).
 run_raw() {
     local rc=0 TIMEFORMAT='%U %S'
-    { time timeout "$LIMIT" "$RAW" --count "$N" --batch "$1" >"$TMP/raw.out" \
+    { time timeout "$LIMIT" "$RAW" --count "$N" --batch "$@" >"$TMP/raw.out" \
         2>"$TMP/raw.err" || rc=$?; } 2>"$TMP/time"
     if [ "$rc" != 0 ]; then
-        fail "raw_zmq --batch $1 $(why "$rc"): $(cat "$TMP/raw.err")"
+        fail "raw_zmq --batch $* $(why "$rc"): $(cat "$TMP/raw.err")"
         echo "0 0"
         return
     fi
@@ -177,33 +178,37 @@ echo
 
 echo "== throughput: generator -> fields (set country) -> null, $(fmt "$N") records"
 echo "   ~98-byte msgpack maps; raw = bench/raw_zmq (3 threads, inproc PUSH/PULL);"
-echo "   runs interleaved, best of $REPS reported; records/s (CPU us per record)"
-row() { printf '   %-6s %22s %22s %22s\n' "$@"; }
+echo "   sluice with its default batch (256); runs interleaved, best of $REPS"
+echo "   reported; records/s (CPU us per record)"
+row() { printf '   %-6s %20s %20s %20s %20s\n' "$@"; }
 cell() { echo "$(fmt "$1") ($2)"; }
-row run "raw batch=64" "raw batch=1" sluice
+row run "raw batch=64" "raw batch=256" "raw batch=1" sluice
 with_count "$ROOT/bench/pipeline.yaml" "$TMP/pipeline.yaml" "$N"
-R64=() R1=() SL=()
+R64=() R256=() R1=() SL=() CSL=()
 for i in $(seq "$REPS"); do
     read -r r c64 < <(run_raw 64)
     R64+=("$r")
+    read -r r c256 < <(run_raw 256)
+    R256+=("$r")
     read -r r c1 < <(run_raw 1)
     R1+=("$r")
     read -r r csl < <(run_sluice "$TMP/pipeline.yaml" "$TMP/pipeline-$i.json" sink "$N")
-    SL+=("$r")
-    row "$i" "$(cell "${R64[-1]}" "$c64")" "$(cell "${R1[-1]}" "$c1")" \
-        "$(cell "${SL[-1]}" "$csl")"
+    SL+=("$r") CSL+=("$csl")
+    row "$i" "$(cell "${R64[-1]}" "$c64")" "$(cell "${R256[-1]}" "$c256")" \
+        "$(cell "${R1[-1]}" "$c1")" "$(cell "${SL[-1]}" "$csl")"
 done
 best64=$(max_of "${R64[@]}")
+best256=$(max_of "${R256[@]}")
 best1=$(max_of "${R1[@]}")
 bestsl=$(max_of "${SL[@]}")
-row best "$(fmt "$best64")" "$(fmt "$best1")" "$(fmt "$bestsl")"
-row median "$(fmt "$(median_of "${R64[@]}")")" \
+row best "$(fmt "$best64")" "$(fmt "$best256")" "$(fmt "$best1")" "$(fmt "$bestsl")"
+row median "$(fmt "$(median_of "${R64[@]}")")" "$(fmt "$(median_of "${R256[@]}")")" \
     "$(fmt "$(median_of "${R1[@]}")")" "$(fmt "$(median_of "${SL[@]}")")"
 echo "sluice records/s: $bestsl"
-echo "raw records/s: $best64 (batch=64), $best1 (batch=1)"
-awk -v s="$bestsl" -v r="$best64" -v r1="$best1" 'BEGIN {
-    printf "ratio: %.2f (sluice / raw batch=64); %.2f vs raw batch=1\n",
-        (r > 0 ? s / r : 0), (r1 > 0 ? s / r1 : 0) }'
+echo "raw records/s: $best64 (batch=64), $best256 (batch=256), $best1 (batch=1)"
+awk -v s="$bestsl" -v r="$best64" -v r256="$best256" -v r1="$best1" 'BEGIN {
+    printf "ratio: %.2f (sluice / raw batch=64); %.2f vs raw batch=256, %.2f vs raw batch=1\n",
+        (r > 0 ? s / r : 0), (r256 > 0 ? s / r256 : 0), (r1 > 0 ? s / r1 : 0) }'
 # Where the time went in the best sluice run, per stage (busy = time the
 # workers spent inside the plugin).
 for i in $(seq "$REPS"); do
@@ -227,7 +232,9 @@ if [ "${bestsl:-0}" -gt 0 ]; then
     lcount=$((rate * LAT_SECS))
     with_count "$ROOT/bench/pipeline.yaml" "$TMP/latency.yaml" "$lcount" "$rate"
     read -r got _ < <(run_sluice "$TMP/latency.yaml" "$TMP/latency.json" sink "$lcount")
-    lat() { json_num "$TMP/latency.json" "$1" sink; }
+    # Only the latency object: the stage also has other keys named "max".
+    grep -o '"latency_ns":{[^}]*}' "$TMP/latency.json" >"$TMP/latency-ns.json" || true
+    lat() { json_num "$TMP/latency-ns.json" "$1"; }
     us() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }'; }
     echo "   generator rate: $(fmt "$rate")/s, $(fmt "$lcount") records;" \
         "achieved $(fmt "$got")/s"
@@ -269,6 +276,78 @@ for i in $(seq "$REPS"); do
             "$(json_num "$TMP/etl-$i.json" workers "$st")" \
             "$(json_num "$TMP/etl-$i.json" busy_s "$st")" \
             "$(json_num "$TMP/etl-$i.json" max_queue "$st")"
+    done
+    break
+done
+echo
+
+# ---- 4. process lane: sluice's fields stage in child processes -----------------
+
+echo "== process lane: the throughput pipeline with 'set' in lane: process, $(fmt "$N") records"
+echo "   raw = bench/raw_zmq --transform-process (its transform in a child process,"
+echo "   joined over ipc:// PUSH/PULL), at batch 64 and 256; sluice thread = the"
+echo "   thread-lane pipeline again, for the lane's cost; runs interleaved, best of"
+echo "   $REPS reported; records/s (CPU us per record, child processes included)"
+prow() { printf '   %-6s %19s %19s %19s %19s %19s\n' "$@"; }
+prow run "raw ipc b=64" "raw ipc b=256" "process w=1" "process w=2" "thread"
+with_count "$ROOT/bench/pipeline_process.yaml" "$TMP/process1.yaml" "$N"
+sed -e 's/^\([[:space:]]*\)workers: 1$/\1workers: 2/' "$TMP/process1.yaml" >"$TMP/process2.yaml"
+grep -q "workers: 2\$" "$TMP/process2.yaml" || {
+    echo "run_bench: no 'workers: 1' line in bench/pipeline_process.yaml" >&2
+    exit 2
+}
+P64=() P256=() PW1=() PW2=() PT=() CPW1=() CPT=()
+for i in $(seq "$REPS"); do
+    read -r r c64 < <(run_raw 64 --transform-process)
+    P64+=("$r")
+    read -r r c256 < <(run_raw 256 --transform-process)
+    P256+=("$r")
+    read -r r cw1 < <(run_sluice "$TMP/process1.yaml" "$TMP/process1-$i.json" sink "$N")
+    PW1+=("$r") CPW1+=("$cw1")
+    read -r r cw2 < <(run_sluice "$TMP/process2.yaml" "$TMP/process2-$i.json" sink "$N")
+    PW2+=("$r")
+    read -r r ct < <(run_sluice "$TMP/pipeline.yaml" "$TMP/thread-$i.json" sink "$N")
+    PT+=("$r") CPT+=("$ct")
+    # A restarted worker means a crash: the run is correct but not clean.
+    for f in "$TMP/process1-$i.json" "$TMP/process2-$i.json"; do
+        [ ! -s "$f" ] || [ "$(json_num "$f" restarts set)" = 0 ] ||
+            fail "$(basename "$f"): stage 'set' restarted a worker process"
+    done
+    prow "$i" "$(cell "${P64[-1]}" "$c64")" "$(cell "${P256[-1]}" "$c256")" \
+        "$(cell "${PW1[-1]}" "$cw1")" "$(cell "${PW2[-1]}" "$cw2")" \
+        "$(cell "${PT[-1]}" "$ct")"
+done
+bp64=$(max_of "${P64[@]}")
+bp256=$(max_of "${P256[@]}")
+bpw1=$(max_of "${PW1[@]}")
+bpw2=$(max_of "${PW2[@]}")
+bpt=$(max_of "${PT[@]}")
+prow best "$(fmt "$bp64")" "$(fmt "$bp256")" "$(fmt "$bpw1")" "$(fmt "$bpw2")" "$(fmt "$bpt")"
+prow median "$(fmt "$(median_of "${P64[@]}")")" "$(fmt "$(median_of "${P256[@]}")")" \
+    "$(fmt "$(median_of "${PW1[@]}")")" "$(fmt "$(median_of "${PW2[@]}")")" \
+    "$(fmt "$(median_of "${PT[@]}")")"
+# The reference is raw at its faster batch size in these runs.
+bpraw=$bp64 rawform="batch=64"
+[ "$bp256" -le "$bp64" ] || bpraw=$bp256 rawform="batch=256"
+echo "sluice process lane records/s: $bpw1 (workers=1), $bpw2 (workers=2)"
+echo "raw ipc records/s: $bpraw ($rawform, transform in a separate process)"
+awk -v s="$bpw1" -v s2="$bpw2" -v r="$bpraw" 'BEGIN {
+    v = (r > 0 ? s / r : 0)
+    printf "process ratio: %.2f (sluice process lane workers=1 / raw ipc); %.2f with workers=2; %s the 0.50 target\n",
+        v, (r > 0 ? s2 / r : 0), (v >= 0.50 ? "meets" : "BELOW") }'
+awk -v p="$bpw1" -v t="$bpt" -v cp="$(median_of "${CPW1[@]}")" \
+    -v ct="$(median_of "${CPT[@]}")" 'BEGIN {
+    printf "lane cost: process lane (workers=1) at %.2f of the thread lane records/s;" \
+        " CPU per record %.2fx (%.2f vs %.2f us, medians)\n",
+        (t > 0 ? p / t : 0), (ct > 0 ? cp / ct : 0), cp, ct }'
+for i in $(seq "$REPS"); do
+    if [ "${PW1[$((i - 1))]}" != "$bpw1" ] || [ ! -s "$TMP/process1-$i.json" ]; then
+        continue
+    fi
+    for st in gen set sink; do
+        printf '   %-5s busy %6ss  max_queue %s\n' "$st" \
+            "$(json_num "$TMP/process1-$i.json" busy_s "$st")" \
+            "$(json_num "$TMP/process1-$i.json" max_queue "$st")"
     done
     break
 done

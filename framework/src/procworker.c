@@ -233,15 +233,16 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch)
         sl__ctx_begin_record(&c->ctx, &rec, &env, p, len);
         int rc = c->desc->process(c->state, &c->ctx, &rec);
         uint32_t emitted = c->ctx.emitted;
-        char why[sizeof(c->ctx.err)];
-        snprintf(why, sizeof(why), "%s",
-                 c->ctx.has_err ? c->ctx.err : strerror(rc < 0 ? -rc : EINVAL));
-        sl__ctx_end_record(&c->ctx);
         if (rc < 0) {
             m.errors++;
             sl__record_give_up(c->stage->name, (int)c->ctx.worker,
-                               &c->errors_logged, c->dl, &env, p, len, why,
+                               &c->errors_logged, c->dl, &env, p, len,
+                               c->ctx.has_err ? c->ctx.err : strerror(-rc),
                                env.attempts + 1);
+        }
+        sl__ctx_end_record(&c->ctx);
+        if (rc < 0) {
+            /* counted above */
         } else if (is_sink || emitted) {
             m.ok++;
         } else {
