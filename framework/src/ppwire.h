@@ -6,9 +6,10 @@
  *   child -> parent  HELLO   'h'                       (then SETUP comes)
  *                    READY   'r'
  *                    FAIL    'f'  + frame: the reason
- *                    DONE    'k' u64 seq, counters    + frame: output batch
- *                    PARTIAL 'p' u64 seq              + frame: output batch
- *                    FLUSHED 'l' counters             + frame: output batch
+ *                    DONE    'k' u64 seq, counters    + frames: output
+ *                    FLUSHED 'l' counters             + frames: output
+ *                    (output: one or more batches, each within the
+ *                    consumers' credit share; the last may be empty)
  *   parent -> child  SETUP   's' u32 stage, worker, workers, batch, timeout
  *                             + frames: doc name, base dir, YAML text
  *                    ITEM    'i' u64 seq              + frame: input batch
@@ -43,7 +44,6 @@ typedef enum ppw_type {
     PPW_READY = 'r',
     PPW_FAIL = 'f',
     PPW_DONE = 'k',
-    PPW_PARTIAL = 'p',
     PPW_FLUSHED = 'l',
     PPW_SETUP = 's',
     PPW_ITEM = 'i',
@@ -119,7 +119,7 @@ static inline void ppw_item(unsigned char out[PPW_ITEM_SIZE], uint64_t seq)
     sl__put_u64(out + 8, seq);
 }
 
-/* DONE, PARTIAL and FLUSHED share one layout. */
+/* DONE and FLUSHED share one layout. */
 static inline void ppw_counts(unsigned char out[PPW_COUNTS_SIZE], ppw_type_t type,
                               const ppw_msg_t *m)
 {
@@ -162,7 +162,6 @@ static inline int ppw_parse(const void *buf, size_t len, ppw_msg_t *m)
         m->seq = sl__get_u64(p + 8);
         return 0;
     case PPW_DONE:
-    case PPW_PARTIAL:
     case PPW_FLUSHED:
         if (len != PPW_COUNTS_SIZE)
             return -EBADMSG;

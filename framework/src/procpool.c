@@ -21,9 +21,14 @@
 /* Two items per child: one in hand, one waiting in its socket, so that a
  * child never idles while the parent wakes up. */
 #define PP_ITEMS_PER_WORKER 2
+/* The most records handed to a worker process at once. */
+#define PP_ITEM_RECORDS 1024
 #define PP_RESPAWN_MIN_MS 10
 #define PP_RESPAWN_MAX_MS 2000
 #define PP_QUIT_GRACE_MS 2000
+/* A worker that keeps dying before it is set up (a plugin whose init
+ * crashes, a missing executable) will not get better by itself. */
+#define PP_MAX_UNREADY_DEATHS 5
 
 #define RELAXED memory_order_relaxed
 
@@ -31,7 +36,6 @@ typedef struct pp_item {
     struct pp_item *next;
     uint64_t seq;
     sl_work_t *work;
-    uint64_t partial_out; /* outputs already sent on before it was done */
 } pp_item_t;
 
 typedef struct pp_child {
@@ -51,6 +55,7 @@ typedef struct pp_child {
     unsigned n_items;
     uint64_t respawn_at; /* monotonic ns; 0: none due */
     unsigned deaths_in_row;
+    unsigned unready_deaths; /* in a row, before ever saying READY */
     char kill_reason[96]; /* set when the parent killed it */
     sl_work_t *q_head;    /* its own queue when the stage is partitioned */
     sl_work_t *q_tail;
@@ -337,6 +342,64 @@ static void s_put_back(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
         s_push_front(&pp->q_head, &pp->q_tail, w);
 }
 
+/* Merges the items queued behind w that came over the same link into it,
+ * up to PP_ITEM_RECORDS: each hand-over to a process costs a few system
+ * calls and wake-ups on both sides, whatever its size. The records stay
+ * in order; credit is released per link, so only same-link items merge. */
+static sl_work_t *s_coalesce(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
+{
+    sl_work_t **head = pp->partitioned ? &c->q_head : &pp->q_head;
+    sl_work_t **tail = pp->partitioned ? &c->q_tail : &pp->q_tail;
+    uint32_t total = w->count;
+    size_t bytes = zmq_msg_size(&w->msg);
+    unsigned n = 0;
+    /* Big enough to amortise a hand-over, small enough that one worker
+     * cannot take the whole queue while the others idle. */
+    unsigned live = atomic_load(&pp->r->n_live);
+    uint32_t cap = pp->r->spec->queue / (2 * (live ? live : 1));
+    if (cap > PP_ITEM_RECORDS)
+        cap = PP_ITEM_RECORDS;
+    for (sl_work_t *x = *head; x && x->link == w->link &&
+                               total + x->count <= cap;
+         x = x->next) {
+        total += x->count;
+        bytes += zmq_msg_size(&x->msg) - SL_BATCH_HDR;
+        n++;
+    }
+    if (!n)
+        return w;
+    char *buf = malloc(bytes);
+    sl_work_t *m = calloc(1, sizeof(*m));
+    if (!buf || !m) {
+        free(buf);
+        free(m);
+        return w; /* send it alone */
+    }
+    size_t off = zmq_msg_size(&w->msg);
+    memcpy(buf, zmq_msg_data(&w->msg), off);
+    for (unsigned i = 0; i < n; i++) {
+        sl_work_t *x = s_pop(head, tail);
+        size_t len = zmq_msg_size(&x->msg) - SL_BATCH_HDR;
+        memcpy(buf + off, (char *)zmq_msg_data(&x->msg) + SL_BATCH_HDR, len);
+        off += len;
+        sl__work_free(x);
+    }
+    sl__put_u32((unsigned char *)buf + 4, total);
+    if (zmq_msg_init_data(&m->msg, buf, bytes, s_free_plain, NULL) != 0) {
+        free(buf);
+        free(m);
+        return w; /* unreachable: init_data does not fail */
+    }
+    m->count = total;
+    m->link = w->link;
+    m->worker = w->worker;
+    sl__work_free(w);
+    pthread_mutex_lock(&pp->r->mu);
+    pp->r->inflight -= n;
+    pthread_mutex_unlock(&pp->r->mu);
+    return m;
+}
+
 /* Hands queued items to children with room, round robin. */
 static void s_dispatch(sl_procpool_t *pp)
 {
@@ -347,6 +410,7 @@ static void s_dispatch(sl_procpool_t *pp)
             sl_work_t *w = s_next_work(pp, c);
             if (!w)
                 break;
+            w = s_coalesce(pp, c, w);
             pp_item_t *it = calloc(1, sizeof(*it));
             zmq_msg_t copy;
             if (!it || zmq_msg_init(&copy) != 0 || zmq_msg_copy(&copy, &w->msg) != 0) {
@@ -431,67 +495,6 @@ static void s_sink_latency(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
         sl__hist_record(&wk->latency, now > env.ts_ns ? now - env.ts_ns : 0);
 }
 
-static void s_on_done(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
-                      zmq_msg_t *batch)
-{
-    pp_item_t *it = c->items;
-    if (!it || it->seq != m->seq) {
-        s_fail_stage(pp, "worker process answered an item it was not given");
-        return;
-    }
-    uint32_t count = s_batch_count(batch);
-    if (count == UINT32_MAX) {
-        s_fail_stage(pp, "worker process sent a corrupt batch");
-        return;
-    }
-    c->items = it->next;
-    c->n_items--;
-    c->deaths_in_row = 0;
-    c->last_busy_ns = sl_mono_ns();
-    sl_work_t *w = it->work;
-    sl_worker_stats_t *st = &pp->r->workers[c->index].stats;
-    atomic_fetch_add_explicit(&st->in, w->count, RELAXED);
-    atomic_fetch_add_explicit(&st->ok, m->ok, RELAXED);
-    atomic_fetch_add_explicit(&st->filtered, m->filtered, RELAXED);
-    atomic_fetch_add_explicit(&st->errors, m->errors, RELAXED);
-    /* Emitted records are counted as they arrive here, partial batches
-     * included, so the stage's out always equals what it sent on. */
-    atomic_fetch_add_explicit(&st->emitted, count, RELAXED);
-    atomic_fetch_add_explicit(&st->busy_ns, m->busy_ns, RELAXED);
-    s_sink_latency(pp, c, w);
-
-    sl_done_t *d = s_done_from(batch, count);
-    if (!d) {
-        s_fail_stage(pp, "out of memory taking a worker's output");
-        return;
-    }
-    d->link = w->link;
-    d->release = w->count;
-    d->ends_item = 1;
-    sl__runner_post_done(pp->r, d);
-    sl__work_free(w);
-    free(it);
-}
-
-static void s_on_partial(sl_procpool_t *pp, pp_child_t *c, zmq_msg_t *batch)
-{
-    uint32_t count = s_batch_count(batch);
-    if (count == UINT32_MAX) {
-        s_fail_stage(pp, "worker process sent a corrupt batch");
-        return;
-    }
-    sl_done_t *d = s_done_from(batch, count);
-    if (!d) {
-        s_fail_stage(pp, "out of memory taking a worker's output");
-        return;
-    }
-    atomic_fetch_add_explicit(&pp->r->workers[c->index].stats.emitted, count,
-                              RELAXED);
-    if (c->items)
-        c->items->partial_out += count;
-    sl__runner_post_done(pp->r, d);
-}
-
 /* A retiring child is done: its slot is free again (the process itself
  * is reaped when it exits). */
 static void s_retired(sl_procpool_t *pp, pp_child_t *c)
@@ -507,66 +510,145 @@ static void s_retired(sl_procpool_t *pp, pp_child_t *c)
     }
 }
 
-static void s_on_flushed(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
-                         zmq_msg_t *batch)
+/* A DONE or FLUSHED: the output of a whole item (or of a flush) as one or
+ * more batches, each no larger than a consumer's credit share. Nothing
+ * leaves a worker before its item is done, so a worker that dies has sent
+ * nothing of the item it was handling: no output is ever sent twice. */
+static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
+                        zmq_msg_t *batches, size_t nb)
 {
-    uint32_t count = s_batch_count(batch);
-    sl_done_t *d = count == UINT32_MAX ? NULL : s_done_from(batch, count);
-    if (!d) {
-        s_fail_stage(pp, "bad flush output from a worker process");
+    sl_runner_t *r = pp->r;
+    pp_item_t *it = NULL;
+    if (m->type == PPW_DONE) {
+        it = c->items;
+        if (!it || it->seq != m->seq) {
+            s_fail_stage(pp, "worker process answered an item it was not given");
+            return;
+        }
+    }
+    uint32_t counts[nb];
+    uint64_t emitted = 0;
+    for (size_t i = 0; i < nb; i++) {
+        counts[i] = s_batch_count(&batches[i]);
+        if (counts[i] == UINT32_MAX ||
+            (counts[i] > r->out_batch && r->n_out)) {
+            s_fail_stage(pp, "worker process sent a corrupt batch");
+            return;
+        }
+        emitted += counts[i];
+    }
+    sl_worker_t *wk = &r->workers[c->index];
+    /* Emitted records are counted here, as they leave the stage, so the
+     * stage's out always equals what it sent on. */
+    atomic_fetch_add_explicit(&wk->stats.emitted, emitted, RELAXED);
+    for (size_t i = 0; i < nb; i++) {
+        sl_done_t *d = s_done_from(&batches[i], counts[i]);
+        if (!d) {
+            s_fail_stage(pp, "out of memory taking a worker's output");
+            return;
+        }
+        if (i + 1 == nb && it) {
+            d->link = it->work->link;
+            d->release = it->work->count;
+            d->ends_item = 1;
+        }
+        if (i + 1 == nb && m->type == PPW_FLUSHED && !c->retiring) {
+            c->flushed = 1;
+            d->last = 1;
+        }
+        sl__runner_post_done(r, d);
+    }
+    if (m->type == PPW_FLUSHED) {
+        if (m->errors)
+            atomic_store(&r->failed, 1);
+        if (c->retiring) {
+            /* an elastic pool let it go: its output went above; now its
+             * slot */
+            s_retired(pp, c);
+            unsigned char hdr[PPW_QUIT_SIZE];
+            ppw_quit(hdr);
+            s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0);
+        }
         return;
     }
-    atomic_fetch_add_explicit(&pp->r->workers[c->index].stats.emitted,
-                              count, RELAXED);
-    if (m->errors)
-        atomic_store(&pp->r->failed, 1);
-    if (c->retiring) {
-        /* an elastic pool let it go: its output, then its slot */
-        sl__runner_post_done(pp->r, d);
-        s_retired(pp, c);
-        unsigned char hdr[PPW_QUIT_SIZE];
-        ppw_quit(hdr);
-        s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0);
-        return;
+    c->items = it->next;
+    c->n_items--;
+    c->deaths_in_row = 0;
+    c->last_busy_ns = sl_mono_ns();
+    sl_work_t *w = it->work;
+    atomic_fetch_add_explicit(&wk->stats.in, w->count, RELAXED);
+    atomic_fetch_add_explicit(&wk->stats.ok, m->ok, RELAXED);
+    atomic_fetch_add_explicit(&wk->stats.filtered, m->filtered, RELAXED);
+    atomic_fetch_add_explicit(&wk->stats.errors, m->errors, RELAXED);
+    atomic_fetch_add_explicit(&wk->stats.busy_ns, m->busy_ns, RELAXED);
+    s_sink_latency(pp, c, w);
+    sl__work_free(w);
+    free(it);
+}
+
+static void s_close_frames(zmq_msg_t *frames, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        zmq_msg_close(&frames[i]);
+}
+
+/* Reads one whole message (all its frames) if there is one. Returns the
+ * frame count, 0 when nothing is waiting; *frames is malloc'd. */
+static size_t s_recv_all(sl_procpool_t *pp, zmq_msg_t **frames)
+{
+    size_t n = 0, cap = 0;
+    zmq_msg_t *f = NULL;
+    int more = 1;
+    while (more) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 4;
+            zmq_msg_t *bigger = realloc(f, ncap * sizeof(*f));
+            if (!bigger)
+                break; /* the rest of the message is dropped below */
+            f = bigger;
+            cap = ncap;
+        }
+        zmq_msg_init(&f[n]);
+        if (zmq_msg_recv(&f[n], pp->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+            zmq_msg_close(&f[n]);
+            more = 0; /* nothing waiting, or the socket failed mid-message */
+            break;
+        }
+        more = zmq_msg_more(&f[n]);
+        n++;
     }
-    c->flushed = 1;
-    d->last = 1;
-    sl__runner_post_done(pp->r, d);
+    while (more) { /* out of memory mid-message: drain it */
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        zmq_msg_recv(&extra, pp->sock, 0);
+        more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+    }
+    *frames = f;
+    return n;
 }
 
 static void s_on_message(sl_procpool_t *pp)
 {
     for (;;) {
-        zmq_msg_t frames[4];
-        int n = 0, more = 1;
-        while (more && n < 4) {
-            zmq_msg_init(&frames[n]);
-            if (zmq_msg_recv(&frames[n], pp->sock, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-                zmq_msg_close(&frames[n]);
-                if (n == 0)
-                    return;
-                break;
-            }
-            more = zmq_msg_more(&frames[n]);
-            n++;
-        }
-        while (more) { /* more frames than any message has: drop them */
-            zmq_msg_t extra;
-            zmq_msg_init(&extra);
-            zmq_msg_recv(&extra, pp->sock, 0);
-            more = zmq_msg_more(&extra);
-            zmq_msg_close(&extra);
+        zmq_msg_t *f = NULL;
+        size_t n = s_recv_all(pp, &f);
+        if (n == 0) {
+            free(f);
+            return;
         }
         unsigned worker;
         uint32_t gen;
         ppw_msg_t m;
         pp_child_t *c = NULL;
+        /* Messages from an earlier generation of a respawned worker are
+         * stale: that work was already handed out again. */
         if (n >= 2 &&
-            ppw_parse_ident(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
-                            &worker, &gen) == 0 &&
+            ppw_parse_ident(zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), &worker,
+                            &gen) == 0 &&
             worker < pp->n && pp->children[worker].gen == gen &&
             pp->children[worker].pid > 0 &&
-            ppw_parse(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), &m) == 0)
+            ppw_parse(zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), &m) == 0)
             c = &pp->children[worker];
         if (c) {
             switch (m.type) {
@@ -579,30 +661,23 @@ static void s_on_message(sl_procpool_t *pp)
             case PPW_FAIL:
                 sl__log(SL_LOG_ERROR, pp->r->spec->name, (int)c->index,
                         "worker process could not start: %.*s",
-                        n > 2 ? (int)zmq_msg_size(&frames[2]) : 0,
-                        n > 2 ? (const char *)zmq_msg_data(&frames[2]) : "");
+                        n > 2 ? (int)zmq_msg_size(&f[2]) : 0,
+                        n > 2 ? (const char *)zmq_msg_data(&f[2]) : "");
                 s_fail_stage(pp, "a worker process failed to initialise its plugin");
                 break;
             case PPW_DONE:
-                if (n == 3)
-                    s_on_done(pp, c, &m, &frames[2]);
-                break;
-            case PPW_PARTIAL:
-                if (n == 3)
-                    s_on_partial(pp, c, &frames[2]);
-                break;
             case PPW_FLUSHED:
-                if (n == 3)
-                    s_on_flushed(pp, c, &m, &frames[2]);
+                if (n >= 3)
+                    s_on_result(pp, c, &m, f + 2, n - 2);
+                else
+                    s_fail_stage(pp, "worker process sent a result without output");
                 break;
             default:
                 break;
             }
         }
-        /* Messages from an earlier generation of a respawned worker are
-         * stale: that work was already handed out again. */
-        for (int i = 0; i < n; i++)
-            zmq_msg_close(&frames[i]);
+        s_close_frames(f, n);
+        free(f);
     }
 }
 
@@ -681,13 +756,12 @@ static sl_work_t *s_blame(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w,
 }
 
 /* What a death costs in duplicates: records the plugin had already
- * handled and will see again, and outputs already sent on that the retry
- * will send again. Both are exact; the run summary reports them. */
-static void s_count_duplicates(sl_procpool_t *pp, uint64_t redelivered,
-                               uint64_t dup_out)
+ * handled and will see again (exact; the run summary reports it). Outputs
+ * are never sent twice: a worker sends nothing of an item before it is
+ * done. */
+static void s_count_duplicates(sl_procpool_t *pp, uint64_t redelivered)
 {
     atomic_fetch_add_explicit(&pp->r->redelivered, redelivered, RELAXED);
-    atomic_fetch_add_explicit(&pp->r->dup_out, dup_out, RELAXED);
 }
 
 /* Hands a dead child's items out again; only the record it was handling
@@ -722,14 +796,13 @@ static void s_recover(sl_procpool_t *pp, pp_child_t *c, const char *reason)
                 again[n_again++] = one, delta_items++;
             if (after)
                 again[n_again++] = after, delta_items++;
-            s_count_duplicates(pp, blamed_index, it->partial_out);
+            s_count_duplicates(pp, blamed_index);
             sl__work_free(w);
         } else {
-            /* Handled to the end but its DONE was lost with the worker, or
-             * not started at all; either way outputs it sent ahead of time
-             * will be sent again. */
-            s_count_duplicates(pp, it->seq <= done_seq ? w->count : 0,
-                               it->partial_out);
+            /* Handled to the end but its DONE was lost with the worker
+             * (handled again: a plugin with side effects sees it twice),
+             * or not started at all. */
+            s_count_duplicates(pp, it->seq <= done_seq ? w->count : 0);
             again[n_again++] = w;
         }
         free(it);
@@ -767,6 +840,7 @@ static void s_on_death(sl_procpool_t *pp, pp_child_t *c)
     close(c->pidfd);
     c->pidfd = -1;
     c->pid = 0;
+    int was_ready = c->ready;
     c->ready = 0;
     if (c->retiring && !c->n_items)
         sl__log(SL_LOG_DEBUG, r->spec->name, (int)c->index,
@@ -786,9 +860,13 @@ static void s_on_death(sl_procpool_t *pp, pp_child_t *c)
         /* its flush state is gone with it; the rest still drains */
         if (!c->flushed) {
             c->flushed = 1;
-            sl__log(SL_LOG_ERROR, r->spec->name, (int)c->index,
-                    "worker died before flushing; what it buffered is lost");
-            atomic_store(&r->failed, 1);
+            /* only a plugin with a flush() can have had anything buffered */
+            if (r->desc->flush) {
+                sl__log(SL_LOG_ERROR, r->spec->name, (int)c->index,
+                        "worker died before flushing; what it buffered is "
+                        "lost");
+                atomic_store(&r->failed, 1);
+            }
             sl_done_t *d = calloc(1, sizeof(*d));
             if (d) {
                 d->last = 1;
@@ -798,6 +876,17 @@ static void s_on_death(sl_procpool_t *pp, pp_child_t *c)
         return;
     }
     c->deaths_in_row++;
+    if (!was_ready)
+        c->unready_deaths++;
+    else
+        c->unready_deaths = 0;
+    if (c->unready_deaths >= PP_MAX_UNREADY_DEATHS) {
+        sl__log(SL_LOG_ERROR, r->spec->name, (int)c->index,
+                "worker process died %u times before it was ready (%s); "
+                "giving up", c->unready_deaths, reason);
+        s_fail_stage(pp, "worker processes cannot start");
+        return;
+    }
     c->respawn_at = sl_mono_ns() + s_backoff_ns(c->deaths_in_row);
 }
 
@@ -978,6 +1067,8 @@ void sl__procpool_destroy(sl_procpool_t **ppp)
                 unsigned char hdr[PPW_QUIT_SIZE];
                 ppw_quit(hdr);
                 s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0);
+            } else if (c->pid > 0) {
+                kill(c->pid, SIGKILL); /* still starting: nothing to lose */
             }
         }
         uint64_t deadline = sl_mono_ns() + PP_QUIT_GRACE_MS * 1000000ull;

@@ -26,6 +26,11 @@
  * of the parent-death signal. */
 #define PARENT_CHECK_MS 500
 
+typedef struct s_held {
+    char *buf;
+    size_t len;
+} s_held_t;
+
 typedef struct s_child {
     void *zctx;
     void *sock;
@@ -39,12 +44,15 @@ typedef struct s_child {
     void *state;
     int state_ready;
     sl_deadletter_t *dl;
-    uint64_t seq;       /* item in hand */
     int timeouts;       /* the parent enforces a timeout: stamp each record */
     uint64_t errors_logged;
     atomic_int stopping;
+    s_held_t *held; /* full output batches of the item in hand */
+    size_t n_held, cap_held;
 } s_child_t;
 
+/* Sends a DONE or FLUSHED: the header, the output batches that filled up
+ * during the call, then the last (possibly empty) batch. */
 static int s_send_counts(s_child_t *c, ppw_type_t type, const ppw_msg_t *m)
 {
     unsigned char hdr[PPW_COUNTS_SIZE];
@@ -55,21 +63,41 @@ static int s_send_counts(s_child_t *c, ppw_type_t type, const ppw_msg_t *m)
         buf = sl__batch_release(&c->ctx.out, &len);
     else
         sl__batch_reset(&c->ctx.out);
-    int rc = zmq_send(c->sock, hdr, sizeof(hdr), ZMQ_SNDMORE) < 0 ||
-                     zmq_send(c->sock, buf ? buf : "", len, 0) < 0
-                 ? -EIO
-                 : 0;
+    int rc = zmq_send(c->sock, hdr, sizeof(hdr), ZMQ_SNDMORE) < 0 ? -EIO : 0;
+    for (size_t i = 0; i < c->n_held; i++) {
+        if (rc == 0 && zmq_send(c->sock, c->held[i].buf, c->held[i].len,
+                                ZMQ_SNDMORE) < 0)
+            rc = -EIO;
+        free(c->held[i].buf);
+    }
+    c->n_held = 0;
+    if (rc == 0 && zmq_send(c->sock, buf ? buf : "", len, 0) < 0)
+        rc = -EIO;
     free(buf);
     return rc;
 }
 
-/* Output filled a batch in the middle of an item: send it ahead. */
+/* Output filled a batch in the middle of an item: keep it until the item
+ * is done, so that nothing of an item leaves before all of it is handled
+ * (a worker that dies then has sent nothing that will be sent again). */
 static int s_on_full(sl_ctx_t *ctx, void *arg)
 {
     (void)ctx;
     s_child_t *c = arg;
-    ppw_msg_t m = {.seq = c->seq};
-    return s_send_counts(c, PPW_PARTIAL, &m);
+    if (c->n_held == c->cap_held) {
+        size_t cap = c->cap_held ? c->cap_held * 2 : 8;
+        s_held_t *bigger = realloc(c->held, cap * sizeof(*bigger));
+        if (!bigger)
+            return -ENOMEM;
+        c->held = bigger;
+        c->cap_held = cap;
+    }
+    s_held_t *h = &c->held[c->n_held];
+    h->buf = sl__batch_release(&c->ctx.out, &h->len);
+    if (!h->buf)
+        return -ENOMEM;
+    c->n_held++;
+    return 0;
 }
 
 static int s_send_small(s_child_t *c, ppw_type_t type)
@@ -216,7 +244,6 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch)
     size_t len;
     sl_record_t rec;
     uint32_t index = 0;
-    c->seq = seq;
     atomic_store_explicit(&c->hb->index, 0, memory_order_relaxed);
     atomic_store_explicit(&c->hb->since_ns, c->timeouts ? t0 : 0,
                           memory_order_relaxed);
@@ -346,6 +373,9 @@ out:
         c.desc->fini(c.state);
     if (c.ctx_ready)
         sl__ctx_fini(&c.ctx);
+    for (size_t i = 0; i < c.n_held; i++)
+        free(c.held[i].buf);
+    free(c.held);
     sl__deadletter_close(&c.dl);
     sl__topology_destroy(&c.topo);
     if (c.sock)

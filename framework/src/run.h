@@ -27,7 +27,6 @@ typedef struct sl_stage_stats {
     int finished;
     uint64_t restarts;   /* worker processes that died and were replaced */
     uint64_t redelivered; /* records a dead worker had handled, handled again */
-    uint64_t dup_out;     /* outputs sent twice because of worker deaths */
     uint64_t grows;       /* an elastic pool added a worker */
     uint64_t shrinks;     /* an elastic pool let an idle worker go */
     /* Sinks: end-to-end latency from the source timestamp, ns. */

@@ -140,7 +140,6 @@ struct sl_runner {
     atomic_int failed;
     atomic_uint_fast64_t restarts; /* worker processes that died */
     atomic_uint_fast64_t redelivered; /* handled by a worker that died, again */
-    atomic_uint_fast64_t dup_out;     /* outputs sent twice because of that */
 };
 
 /* Worker side (worker.c). */

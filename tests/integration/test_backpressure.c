@@ -13,7 +13,6 @@
 #include "run.h"
 #include "testutil.h"
 
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,29 +34,6 @@ typedef struct sample_result {
     long rss_max_late;  /* bytes, max over the second half */
 } sample_result_t;
 
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-                    struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_tree(char *dir)
-{
-    if (dir)
-        nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static long rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -67,27 +43,6 @@ static long rss_bytes(void)
     int n = fscanf(f, "%ld %ld", &size, &resident);
     fclose(f);
     return n == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
-}
-
-static sl_topology_t *load(const char *dir, const char *yaml)
-{
-    sl_diag_t diag;
-    sl__diag_init(&diag);
-    sl_topology_t *t = sl__topology_parse("bp.yaml", dir, yaml, &diag);
-    char msg[2048] = "";
-    for (size_t i = 0, off = 0; i < diag.count && off < sizeof(msg); i++)
-        off += (size_t)snprintf(msg + off, sizeof(msg) - off, "%s\n",
-                                diag.lines[i]);
-    sl__diag_fini(&diag);
-    cr_assert_not_null(t, "topology rejected:\n%s---\n%s", msg, yaml);
-    return t;
-}
-
-static size_t index_of(const sl_topology_t *t, const char *name)
-{
-    long i = sl__topology_find(t, name);
-    cr_assert_geq(i, 0, "no stage '%s'", name);
-    return (size_t)i;
 }
 
 /* Samples the running run every ~10 ms for `seconds`, asserting the gap
@@ -102,9 +57,9 @@ static void sample(sl_run_t *run, const sl_topology_t *t, size_t src,
     }
     res->rss_1s = -1;
     const struct timespec tick = {0, 10 * 1000 * 1000};
-    double t0 = now_s();
+    double t0 = sl_test_now();
     for (;;) {
-        double el = now_s() - t0;
+        double el = sl_test_now() - t0;
         if (el >= seconds)
             break;
         sl_stage_stats_t in_st, src_st, again;
@@ -160,16 +115,11 @@ static void sample(sl_run_t *run, const sl_topology_t *t, size_t src,
 static void stop_and_drain(sl_run_t *run, size_t src, size_t sink,
                            sl_stage_stats_t *src_st, sl_stage_stats_t *in_st)
 {
-    double t0 = now_s();
+    double t0 = sl_test_now();
     sl__run_stop(run);
     cr_assert_eq(sl__run_wait(run), 0, "the run did not end cleanly");
-    cr_log_info("drained in %.2f s", now_s() - t0);
-    sl_diag_t diag;
-    sl__diag_init(&diag);
-    int rc = sl__run_check_ledger(run, &diag);
-    cr_assert_eq(rc, 0, "ledger: %zu problem(s), first: %s", diag.count,
-                 diag.count ? diag.lines[0] : "-");
-    sl__diag_fini(&diag);
+    cr_log_info("drained in %.2f s", sl_test_now() - t0);
+    sl_test_expect_ledger(run);
     sl__run_stats(run, src, src_st);
     sl__run_stats(run, sink, in_st);
     cr_assert(src_st->finished && in_st->finished);
@@ -192,28 +142,26 @@ Test(backpressure, slow_sink_holds_the_generator_back, .timeout = 120)
 {
     char *dir = sl_test_tmpdir();
     cr_assert_not_null(dir);
-    sl_topology_t *t = load(dir,
-                            "defaults: {queue: 100}\n"
-                            "stages:\n"
-                            "  - name: gen\n"
-                            "    plugin: generator\n"
-                            "    config: {count: 10000000}\n"
-                            "  - name: reshape\n"
-                            "    plugin: fields\n"
-                            "    workers: 2\n"
-                            "    config: {set: {slow: true}}\n"
-                            "  - name: slow\n"
-                            "    plugin: delay\n"
-                            "    config: {ms: 1}\n"
-                            "  - name: sink\n"
-                            "    plugin: \"null\"\n");
+    sl_topology_t *t = sl_test_topology("bp.yaml", dir,
+                                        "defaults: {queue: 100}\n"
+                                        "stages:\n"
+                                        "  - name: gen\n"
+                                        "    plugin: generator\n"
+                                        "    config: {count: 10000000}\n"
+                                        "  - name: reshape\n"
+                                        "    plugin: fields\n"
+                                        "    workers: 2\n"
+                                        "    config: {set: {slow: true}}\n"
+                                        "  - name: slow\n"
+                                        "    plugin: delay\n"
+                                        "    config: {ms: 1}\n"
+                                        "  - name: sink\n"
+                                        "    plugin: \"null\"\n");
     for (size_t i = 0; i < t->n_stages; i++)
         cr_assert_eq(t->stages[i].queue, 100);
-    size_t src = index_of(t, "gen"), sink = index_of(t, "sink");
-    char err[1024];
-    sl_run_t *run = sl__run_new(t, err, sizeof(err));
-    cr_assert_not_null(run, "sl__run_new: %s", err);
-    cr_assert_eq(sl__run_start(run), 0);
+    size_t src = sl_test_stage_index(t, "gen");
+    size_t sink = sl_test_stage_index(t, "sink");
+    sl_run_t *run = sl_test_run_start(t);
 
     sample_result_t r;
     sample(run, t, src, sink, 3.0, &r);
@@ -233,13 +181,13 @@ Test(backpressure, slow_sink_holds_the_generator_back, .timeout = 120)
     cr_expect_lt(src_st.read, 10000, "generator read %" PRIu64,
                  src_st.read);
     sl_stage_stats_t st;
-    sl__run_stats(run, index_of(t, "slow"), &st);
+    sl__run_stats(run, sl_test_stage_index(t, "slow"), &st);
     cr_expect_eq(st.in, src_st.read);
     cr_expect_eq(st.out, src_st.read);
     cr_expect_leq(st.held_max, 100);
     sl__run_destroy(&run);
     sl__topology_destroy(&t);
-    rm_tree(dir);
+    sl_test_rmtree(dir);
 }
 
 #define FILE_LINES 200000
@@ -271,12 +219,10 @@ Test(backpressure, slow_sink_holds_a_file_source_back, .timeout = 120)
                           "    plugin: \"null\"\n",
                           path),
                  0);
-    sl_topology_t *t = load(dir, yaml);
-    size_t src = index_of(t, "src"), sink = index_of(t, "sink");
-    char err[1024];
-    sl_run_t *run = sl__run_new(t, err, sizeof(err));
-    cr_assert_not_null(run, "sl__run_new: %s", err);
-    cr_assert_eq(sl__run_start(run), 0);
+    sl_topology_t *t = sl_test_topology("bp.yaml", dir, yaml);
+    size_t src = sl_test_stage_index(t, "src");
+    size_t sink = sl_test_stage_index(t, "sink");
+    sl_run_t *run = sl_test_run_start(t);
 
     sample_result_t r;
     sample(run, t, src, sink, 2.0, &r);
@@ -295,7 +241,7 @@ Test(backpressure, slow_sink_holds_a_file_source_back, .timeout = 120)
     sl__run_destroy(&run);
     sl__topology_destroy(&t);
     free(yaml);
-    rm_tree(dir);
+    sl_test_rmtree(dir);
 }
 
 static const char s_slow_chain[] = "defaults: {queue: 100}\n"
@@ -318,12 +264,10 @@ static const char s_slow_chain[] = "defaults: {queue: 100}\n"
  * cleanly with a balanced ledger. */
 Test(backpressure, stop_right_after_start_drains, .timeout = 60)
 {
-    sl_topology_t *t = load("/tmp", s_slow_chain);
-    size_t src = index_of(t, "gen"), sink = index_of(t, "sink");
-    char err[1024];
-    sl_run_t *run = sl__run_new(t, err, sizeof(err));
-    cr_assert_not_null(run, "sl__run_new: %s", err);
-    cr_assert_eq(sl__run_start(run), 0);
+    sl_topology_t *t = sl_test_topology("bp.yaml", "/tmp", s_slow_chain);
+    size_t src = sl_test_stage_index(t, "gen");
+    size_t sink = sl_test_stage_index(t, "sink");
+    sl_run_t *run = sl_test_run_start(t);
     sl_stage_stats_t src_st, in_st;
     stop_and_drain(run, src, sink, &src_st, &in_st);
     cr_expect_leq(src_st.read, 405, "read %" PRIu64 " after an early stop",
@@ -336,26 +280,23 @@ Test(backpressure, stop_right_after_start_drains, .timeout = 60)
  * tearing down frees everything in the queues (ASan checks that). */
 Test(backpressure, abort_with_records_in_flight_ends, .timeout = 60)
 {
-    sl_topology_t *t = load("/tmp", s_slow_chain);
-    size_t sink = index_of(t, "sink");
-    char err[1024];
-    sl_run_t *run = sl__run_new(t, err, sizeof(err));
-    cr_assert_not_null(run, "sl__run_new: %s", err);
-    cr_assert_eq(sl__run_start(run), 0);
+    sl_topology_t *t = sl_test_topology("bp.yaml", "/tmp", s_slow_chain);
+    size_t sink = sl_test_stage_index(t, "sink");
+    sl_run_t *run = sl_test_run_start(t);
     /* Handshake: wait (bounded) until records have reached the sink, so
      * that every queue is full when the abort comes. */
     const struct timespec tick = {0, 2 * 1000 * 1000};
-    double end = now_s() + 20;
+    double end = sl_test_now() + 20;
     sl_stage_stats_t st;
     do {
         nanosleep(&tick, NULL);
         sl__run_stats(run, sink, &st);
-    } while (st.in < 200 && now_s() < end);
+    } while (st.in < 200 && sl_test_now() < end);
     cr_assert_geq(st.in, 200, "nothing reached the sink in 20 s");
-    double t0 = now_s();
+    double t0 = sl_test_now();
     sl__run_abort(run);
     int rc = sl__run_wait(run);
-    double took = now_s() - t0;
+    double took = sl_test_now() - t0;
     cr_expect_neq(rc, 0, "an aborted run reported success");
     cr_expect_lt(took, 2.0, "abort took %.2f s", took);
     cr_log_info("abort ended the run in %.3f s", took);

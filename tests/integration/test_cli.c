@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,22 +19,6 @@
 #define DATA SL_TEST_DATA_DIR "/integ_cli"
 #define VALID DATA "/valid.yaml"
 #define BROKEN DATA "/broken.yaml"
-
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-                    struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_tree(char *dir)
-{
-    if (dir)
-        nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
 
 /* Runs `sluice ARGS REDIRECT`; returns the exit code, output in *out. */
 static int cli(char **out, const char *args, const char *redirect)
@@ -192,7 +175,7 @@ Test(cli, run_writes_the_report, .timeout = 60)
     cr_expect_leq(num(lat, "p99"), num(lat, "max"));
 
     json_decref(root);
-    rm_tree(dir);
+    sl_test_rmtree(dir);
 }
 
 Test(cli, unknown_command_is_a_usage_error, .timeout = 60)
@@ -292,35 +275,7 @@ Test(cli, run_names_a_stage_that_cannot_start, .timeout = 60)
              topo, dir, dir);
     cr_expect_not_null(strstr(out, want), "no '%s' in:\n%s", want, out);
     free(out);
-    rm_tree(dir);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Waits (bounded) for pid; its exit code, or -1 if it had to be killed or
- * died of a signal. */
-static int wait_exit(pid_t pid, double timeout_s)
-{
-    const struct timespec tick = {0, 5 * 1000 * 1000};
-    double end = now_s() + timeout_s;
-    int status;
-    for (;;) {
-        pid_t got = waitpid(pid, &status, WNOHANG);
-        if (got == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        cr_assert(got == 0 || errno == EINTR, "waitpid: %s", strerror(errno));
-        if (now_s() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        nanosleep(&tick, NULL);
-    }
+    sl_test_rmtree(dir);
 }
 
 /* SIGINT drains: the source stops, what is in flight reaches the sink, the
@@ -355,16 +310,12 @@ Test(cli, sigint_drains_and_exits_cleanly, .timeout = 60)
         execl(sl_test_cli(), "sluice", "run", topo, (char *)NULL);
         _exit(121);
     }
-    const struct timespec tick = {0, 5 * 1000 * 1000};
-    double end = now_s() + 20;
-    long lines = 0;
-    while ((lines = sl_test_count_lines(out)) < 20 && now_s() < end)
-        nanosleep(&tick, NULL);
-    if (lines < 20)
+    int wrote = sl_test_wait_lines(out, 20, 20);
+    if (!wrote)
         kill(pid, SIGKILL);
-    cr_assert_geq(lines, 20, "the run wrote no records within 20 s");
+    cr_assert(wrote, "the run wrote no records within 20 s");
     cr_assert_eq(kill(pid, SIGINT), 0);
-    int code = wait_exit(pid, 20);
+    int code = sl_test_wait_exit(pid, 20);
 
     char *text_log = sl_test_read_file(log, NULL);
     cr_assert_not_null(text_log);
@@ -381,5 +332,5 @@ Test(cli, sigint_drains_and_exits_cleanly, .timeout = 60)
                        text_log);
     cr_expect_lt(written, 100000000);
     free(text_log);
-    rm_tree(dir);
+    sl_test_rmtree(dir);
 }

@@ -36,14 +36,8 @@ static void s_follow_the_load(const char *lane)
 {
     char yaml[1024];
     snprintf(yaml, sizeof(yaml), s_topology, lane);
-    sl_diag_t diag;
-    sl__diag_init(&diag);
-    sl_topology_t *topo = sl__topology_parse("elastic.yaml", NULL, yaml, &diag);
-    cr_assert_not_null(topo, "%s", diag.count ? diag.lines[0] : "?");
-    char err[512];
-    sl_run_t *run = sl__run_new(topo, err, sizeof(err));
-    cr_assert_not_null(run, "%s", err);
-    cr_assert_eq(sl__run_start(run), 0);
+    sl_topology_t *topo = sl_test_topology("elastic.yaml", NULL, yaml);
+    sl_run_t *run = sl_test_run_start(topo);
 
     /* Sample the pool size until the run ends (bounded: 30 s). */
     unsigned peak = 0, last = 0;
@@ -73,11 +67,9 @@ static void s_follow_the_load(const char *lane)
     sl_stage_stats_t sink;
     sl__run_stats(run, 3, &sink);
     cr_expect_eq(sink.in, 4750);
-    cr_expect_eq(sl__run_check_ledger(run, &diag), 0, "%s",
-                 diag.count ? diag.lines[0] : "");
+    sl_test_expect_ledger(run);
     sl__run_destroy(&run);
     sl__topology_destroy(&topo);
-    sl__diag_fini(&diag);
 }
 
 Test(elastic, thread_pool_follows_the_load, .timeout = 60)
@@ -103,15 +95,11 @@ Test(elastic, partition_by_needs_a_fixed_pool)
                        "    config: {ms: 0}\n"
                        "  - name: s\n"
                        "    plugin: \"null\"\n";
-    sl_diag_t diag;
-    sl__diag_init(&diag);
-    sl_topology_t *topo = sl__topology_parse("p.yaml", NULL, yaml, &diag);
-    cr_assert_not_null(topo);
+    sl_topology_t *topo = sl_test_topology("p.yaml", NULL, yaml);
     char err[512];
     sl_run_t *run = sl__run_new(topo, err, sizeof(err));
     cr_assert_null(run);
     cr_expect(strstr(err, "stage 't': an elastic pool cannot keep partition_by"),
               "%s", err);
     sl__topology_destroy(&topo);
-    sl__diag_fini(&diag);
 }

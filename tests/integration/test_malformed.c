@@ -9,7 +9,6 @@
 
 #include "testutil.h"
 
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,15 +33,6 @@ typedef struct cli_run {
     int code;
 } cli_run_t;
 
-static int rm_entry(const char *path, const struct stat *sb, int flag,
-                    struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 /* Writes the topology (fmt's only %s is the output path) and runs it. */
 static void run_cli(cli_run_t *r, const char *out_name, const char *fmt)
 {
@@ -66,8 +56,7 @@ static void run_cli(cli_run_t *r, const char *out_name, const char *fmt)
 static void cli_done(cli_run_t *r)
 {
     free(r->log);
-    nftw(r->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    free(r->dir);
+    sl_test_rmtree(r->dir);
 }
 
 /* The summary table's row for a stage: "name plugin workers in out

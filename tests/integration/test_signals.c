@@ -27,42 +27,6 @@ static pid_t s_spawn(const char *topo, const char *report, const char *log)
     return pid;
 }
 
-/* Waits (bounded) until the file has at least `lines` lines. */
-static int s_wait_lines(const char *path, long lines, int timeout_ms)
-{
-    for (int waited = 0; waited < timeout_ms; waited += 10) {
-        if (sl_test_count_lines(path) >= lines)
-            return 1;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return 0;
-}
-
-static int s_wait_exit(pid_t pid, int timeout_ms)
-{
-    for (int waited = 0; waited < timeout_ms; waited += 10) {
-        int status;
-        pid_t got = waitpid(pid, &status, WNOHANG);
-        if (got == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-static void s_rmdir(char *dir)
-{
-    char *cmd = NULL;
-    if (asprintf(&cmd, "rm -rf '%s'", dir) > 0 && system(cmd) != 0)
-        cr_log_warn("could not remove %s", dir);
-    free(cmd);
-    free(dir);
-}
-
 static char *s_topology(const char *dir, const char *out)
 {
     char *path = NULL, *text = NULL;
@@ -107,9 +71,10 @@ Test(signals, sigterm_drains_and_balances, .timeout = 60)
     char *topo = s_topology(dir, out);
 
     pid_t pid = s_spawn(topo, report, log);
-    cr_assert(s_wait_lines(out, 200, 20000), "the sink never wrote 200 lines");
+    cr_assert(sl_test_wait_lines(out, 200, 20),
+              "the sink never wrote 200 lines");
     kill(pid, SIGTERM);
-    int code = s_wait_exit(pid, 20000);
+    int code = sl_test_wait_exit(pid, 20);
     char *text = sl_test_read_file(log, NULL);
     cr_assert_eq(code, 0, "exit %d, log:\n%s", code, text);
     cr_assert(strstr(text, "SIGTERM: stopping the sources"), "%s", text);
@@ -128,7 +93,7 @@ Test(signals, sigterm_drains_and_balances, .timeout = 60)
     json_decref(r);
     free(text);
     free(topo);
-    s_rmdir(dir);
+    sl_test_rmtree(dir);
 }
 
 Test(signals, second_signal_aborts, .timeout = 60)
@@ -153,12 +118,12 @@ Test(signals, second_signal_aborts, .timeout = 60)
     kill(pid, SIGTERM);
     nanosleep(&ts, NULL);
     kill(pid, SIGINT);
-    int code = s_wait_exit(pid, 20000);
+    int code = sl_test_wait_exit(pid, 20);
     char *text = sl_test_read_file(log, NULL);
     cr_assert_eq(code, 1, "exit %d, log:\n%s", code, text);
     cr_assert(strstr(text, "second signal: aborting"), "%s", text);
     free(text);
     free(slow);
     free(topo);
-    s_rmdir(dir);
+    sl_test_rmtree(dir);
 }

@@ -9,18 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static sl_harness_t *fields_new(const char *yaml)
-{
-    char err[1024];
-    sl_harness_t *h = sl_harness_new("fields", yaml, NULL, err, sizeof err);
-    cr_assert_not_null(h, "config <%s>: %s", yaml, err);
-    return h;
-}
-
 /* Runs one record through a fresh stage and checks the one output. */
 static void expect_out(const char *yaml, const char *in, const char *want)
 {
-    sl_harness_t *h = fields_new(yaml);
+    sl_harness_t *h = sl_test_harness("fields", yaml, NULL);
     int rc = sl_harness_push_json(h, in);
     cr_assert_eq(rc, 0, "%s on %s: rc %d (%s)", yaml, in, rc,
                  sl_harness_last_error(h));
@@ -34,7 +26,7 @@ static void expect_out(const char *yaml, const char *in, const char *want)
  * was emitted. */
 static void expect_fail(const char *yaml, const char *in, const char *msg)
 {
-    sl_harness_t *h = fields_new(yaml);
+    sl_harness_t *h = sl_test_harness("fields", yaml, NULL);
     int rc = sl_harness_push_json(h, in);
     cr_assert_lt(rc, 0, "%s on %s should fail", yaml, in);
     cr_assert_eq(sl_harness_errors(h), 1);
@@ -277,8 +269,10 @@ Test(fields_strict, missing_fields_fail_the_record)
 
 Test(fields_record, many_records_through_one_worker)
 {
-    sl_harness_t *h = fields_new("rename: {u.a: u.b}\nset: {u.n: 1}\n"
-                                 "cast: {v: string}\n");
+    sl_harness_t *h = sl_test_harness("fields",
+                                      "rename: {u.a: u.b}\nset: {u.n: 1}\n"
+                                      "cast: {v: string}\n",
+                                      NULL);
     char in[128], want[128];
     for (int i = 0; i < 200; i++) {
         snprintf(in, sizeof in, "{\"u\":{\"a\":%d},\"v\":%d}", i, i);
@@ -295,7 +289,7 @@ Test(fields_record, many_records_through_one_worker)
 
 Test(fields_record, a_failed_record_does_not_stop_the_next)
 {
-    sl_harness_t *h = fields_new("cast: {n: int}");
+    sl_harness_t *h = sl_test_harness("fields", "cast: {n: int}", NULL);
     cr_assert_lt(sl_harness_push_json(h, "{\"n\":\"x\"}"), 0);
     cr_assert_eq(sl_harness_push_json(h, "{\"n\":\"2\"}"), 0);
     cr_assert_eq(sl_harness_errors(h), 1);

@@ -5,62 +5,19 @@
 #include "testutil.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static char *s_dir;
-
-static int s_rm(const char *path, const struct stat *sb, int flag,
-                struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void setup(void)
-{
-    s_dir = sl_test_tmpdir();
-    cr_assert_not_null(s_dir);
-}
-
-static void teardown(void)
-{
-    nftw(s_dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
-    free(s_dir);
-}
-
-TestSuite(file_sink, .init = setup, .fini = teardown);
-
-static sl_harness_t *s_new(const char *yaml)
-{
-    char err[2048];
-    sl_harness_t *h = sl_harness_new("file_sink", yaml, s_dir, err,
-                                     sizeof(err));
-    cr_assert_not_null(h, "harness: %s", err);
-    return h;
-}
-
-/* Expects the config to be refused with a message containing want. */
-static void s_refused(const char *yaml, const char *want)
-{
-    char err[2048] = "";
-    sl_harness_t *h = sl_harness_new("file_sink", yaml, s_dir, err,
-                                     sizeof(err));
-    cr_assert_null(h, "config accepted: %s", yaml);
-    cr_assert_not_null(strstr(err, want), "error '%s' lacks '%s'", err,
-                       want);
-}
+TestSuite(file_sink, .init = sl_test_tmpdir_setup,
+          .fini = sl_test_tmpdir_teardown);
 
 static char *s_path(const char *name)
 {
     static char buf[4096];
-    snprintf(buf, sizeof(buf), "%s/%s", s_dir, name);
+    snprintf(buf, sizeof(buf), "%s/%s", sl_test_dir(), name);
     return buf;
 }
 
@@ -75,7 +32,7 @@ static char *s_read(const char *name, size_t *len)
 static char *s_write(const char *yaml, const char *const *recs, size_t n,
                      const char *name)
 {
-    sl_harness_t *h = s_new(yaml);
+    sl_harness_t *h = sl_test_harness("file_sink", yaml, sl_test_dir());
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(sl_harness_push_json(h, recs[i]), 0, "record %zu: %s",
                      i, sl_harness_last_error(h));
@@ -205,7 +162,7 @@ Test(file_sink, msgpack_bytes_exact_and_ext_detection)
     for (size_t c = 0; c < 3; c++) {
         msgpack_sbuffer all;
         msgpack_sbuffer_init(&all);
-        sl_harness_t *h = s_new(cfgs[c]);
+        sl_harness_t *h = sl_test_harness("file_sink", cfgs[c], sl_test_dir());
         for (int i = 0; i < 5; i++) {
             msgpack_sbuffer one;
             msgpack_sbuffer_init(&one);
@@ -229,7 +186,9 @@ Test(file_sink, msgpack_bytes_exact_and_ext_detection)
 Test(file_sink, msgpack_fields_projection)
 {
     const char *recs[] = {"{\"a\":1,\"b\":\"x\",\"c\":true}"};
-    sl_harness_t *h = s_new("path: p.mpk\nfields: [c, a]");
+    sl_harness_t *h = sl_test_harness("file_sink",
+                                      "path: p.mpk\nfields: [c, a]",
+                                      sl_test_dir());
     size_t len;
     char *got;
 
@@ -254,7 +213,8 @@ Test(file_sink, ndjson_extension_is_jsonl)
 Test(file_sink, buffer_larger_than_one_write)
 {
     /* ~2.5 MB through a 256 KiB buffer: several full writes plus a tail. */
-    sl_harness_t *h = s_new("path: big.jsonl");
+    sl_harness_t *h = sl_test_harness("file_sink", "path: big.jsonl",
+                                      sl_test_dir());
     char rec[256];
     const int n = 20000;
     char *text;
@@ -278,7 +238,9 @@ Test(file_sink, buffer_larger_than_one_write)
 
 Test(file_sink, flush_every_writes_early)
 {
-    sl_harness_t *h = s_new("path: fe.jsonl\nflush_every: 2");
+    sl_harness_t *h = sl_test_harness("file_sink",
+                                      "path: fe.jsonl\nflush_every: 2",
+                                      sl_test_dir());
     cr_assert_eq(sl_harness_push_json(h, "{\"a\":1}"), 0);
     cr_assert_eq(sl_test_count_lines(s_path("fe.jsonl")), 0,
                  "one record stays buffered");
@@ -292,7 +254,9 @@ Test(file_sink, flush_every_writes_early)
 
 Test(file_sink, fsync_option_writes_at_flush)
 {
-    sl_harness_t *h = s_new("path: s.jsonl\nfsync: true");
+    sl_harness_t *h = sl_test_harness("file_sink",
+                                      "path: s.jsonl\nfsync: true",
+                                      sl_test_dir());
     cr_assert_eq(sl_harness_push_json(h, "{\"a\":1}"), 0);
     cr_assert_eq(sl_test_count_lines(s_path("s.jsonl")), 0);
     cr_assert_eq(sl_harness_flush(h), 0);
@@ -304,9 +268,11 @@ Test(file_sink, missing_directory_is_named)
 {
     char want[4200];
     snprintf(want, sizeof(want), "directory '%s/nope/sub' does not exist",
-             s_dir);
-    s_refused("path: nope/sub/out.jsonl", want);
-    s_refused("path: nope/sub/out.jsonl", "cannot open '");
+             sl_test_dir());
+    sl_test_refused("file_sink", "path: nope/sub/out.jsonl", sl_test_dir(),
+                    want);
+    sl_test_refused("file_sink", "path: nope/sub/out.jsonl", sl_test_dir(),
+                    "cannot open '");
 }
 
 Test(file_sink, write_error_fails_the_record)
@@ -327,7 +293,8 @@ Test(file_sink, write_error_fails_the_record)
 
 Test(file_sink, non_map_record_fails)
 {
-    sl_harness_t *h = s_new("path: nm.jsonl");
+    sl_harness_t *h = sl_test_harness("file_sink", "path: nm.jsonl",
+                                      sl_test_dir());
     const char arr[] = "\x91\x01"; /* [1] */
     cr_assert_lt(sl_harness_push_msgpack(h, arr, 2), 0);
     cr_assert_not_null(strstr(sl_harness_last_error(h),
@@ -341,17 +308,26 @@ Test(file_sink, non_map_record_fails)
 
 Test(file_sink, config_errors)
 {
-    s_refused("format: jsonl", "'path' is required");
-    s_refused("path: ''", "'path' must not be empty");
-    s_refused("path: o.txt\nformat: xml",
-              "'format' must be jsonl, csv or msgpack, got 'xml'");
-    s_refused("path: o.txt\nmode: overwrite",
-              "'mode' must be truncate or append, got 'overwrite'");
-    s_refused("path: o.csv", "format csv needs 'fields'");
-    s_refused("path: o.txt\nformat: csv", "format csv needs 'fields'");
-    s_refused("path: o.txt\nfields: a", "'fields' must be a list");
-    s_refused("path: o.txt\nfields: []", "'fields' must name at least one");
-    s_refused("path: o.txt\nfields: [a, [b]]", "'fields' entry 2 must be");
-    s_refused("path: o.txt\nflush_every: -1", "'flush_every' must be >= 0");
-    s_refused("path: o.txt\ncolour: red", "unknown key 'colour'");
+    sl_test_refused("file_sink", "format: jsonl", sl_test_dir(),
+                    "'path' is required");
+    sl_test_refused("file_sink", "path: ''", sl_test_dir(),
+                    "'path' must not be empty");
+    sl_test_refused("file_sink", "path: o.txt\nformat: xml", sl_test_dir(),
+                    "'format' must be jsonl, csv or msgpack, got 'xml'");
+    sl_test_refused("file_sink", "path: o.txt\nmode: overwrite", sl_test_dir(),
+                    "'mode' must be truncate or append, got 'overwrite'");
+    sl_test_refused("file_sink", "path: o.csv", sl_test_dir(),
+                    "format csv needs 'fields'");
+    sl_test_refused("file_sink", "path: o.txt\nformat: csv", sl_test_dir(),
+                    "format csv needs 'fields'");
+    sl_test_refused("file_sink", "path: o.txt\nfields: a", sl_test_dir(),
+                    "'fields' must be a list");
+    sl_test_refused("file_sink", "path: o.txt\nfields: []", sl_test_dir(),
+                    "'fields' must name at least one");
+    sl_test_refused("file_sink", "path: o.txt\nfields: [a, [b]]",
+                    sl_test_dir(), "'fields' entry 2 must be");
+    sl_test_refused("file_sink", "path: o.txt\nflush_every: -1", sl_test_dir(),
+                    "'flush_every' must be >= 0");
+    sl_test_refused("file_sink", "path: o.txt\ncolour: red", sl_test_dir(),
+                    "unknown key 'colour'");
 }

@@ -6,41 +6,18 @@
 #include "testutil.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char *s_dir;
-
-static int s_rm(const char *path, const struct stat *sb, int flag,
-                struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void setup(void)
-{
-    s_dir = sl_test_tmpdir();
-    cr_assert_not_null(s_dir);
-}
-
-static void teardown(void)
-{
-    nftw(s_dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
-    free(s_dir);
-}
-
-TestSuite(file_source, .init = setup, .fini = teardown);
+TestSuite(file_source, .init = sl_test_tmpdir_setup,
+          .fini = sl_test_tmpdir_teardown);
 
 static const char *s_path(const char *name)
 {
     static char buf[4096];
-    snprintf(buf, sizeof(buf), "%s/%s", s_dir, name);
+    snprintf(buf, sizeof(buf), "%s/%s", sl_test_dir(), name);
     return buf;
 }
 
@@ -55,25 +32,6 @@ static void s_write_bin(const char *name, const void *data, size_t len)
 static void s_write(const char *name, const char *text)
 {
     s_write_bin(name, text, strlen(text));
-}
-
-static sl_harness_t *s_new(const char *yaml)
-{
-    char err[2048];
-    sl_harness_t *h = sl_harness_new("file_source", yaml, s_dir, err,
-                                     sizeof(err));
-    cr_assert_not_null(h, "harness: %s", err);
-    return h;
-}
-
-static void s_refused(const char *yaml, const char *want)
-{
-    char err[2048] = "";
-    sl_harness_t *h = sl_harness_new("file_source", yaml, s_dir, err,
-                                     sizeof(err));
-    cr_assert_null(h, "config accepted: %s", yaml);
-    cr_assert_not_null(strstr(err, want), "error '%s' lacks '%s'", err,
-                       want);
 }
 
 /* All outputs, one per line. The caller frees. */
@@ -93,7 +51,7 @@ static char *s_outputs(const sl_harness_t *h)
 static sl_harness_t *s_run(const char *yaml, const char *want,
                            size_t errors)
 {
-    sl_harness_t *h = s_new(yaml);
+    sl_harness_t *h = sl_test_harness("file_source", yaml, sl_test_dir());
     cr_assert_eq(sl_harness_pull_all(h, 64, 100000), 0, "pull: %s",
                  sl_harness_last_error(h));
     char *got = s_outputs(h);
@@ -156,7 +114,8 @@ Test(file_source, empty_files_give_nothing)
 Test(file_source, budget_is_respected_and_position_kept)
 {
     s_write("b.txt", "1\n2\n3\n4\n5\n");
-    sl_harness_t *h = s_new("path: b.txt");
+    sl_harness_t *h = sl_test_harness("file_source", "path: b.txt",
+                                      sl_test_dir());
     /* One call with budget 2: exactly two records, not at the end yet. */
     cr_assert_eq(sl_harness_pull_all(h, 2, 1), -ETIMEDOUT);
     cr_assert_eq(sl_harness_count(h), 2);
@@ -192,7 +151,8 @@ Test(file_source, budget_one_for_every_format)
 
     const char *yamls[] = {"path: b.mpk", "path: b.jsonl", "path: b.csv"};
     for (size_t f = 0; f < 3; f++) {
-        sl_harness_t *h = s_new(yamls[f]);
+        sl_harness_t *h = sl_test_harness("file_source", yamls[f],
+                                          sl_test_dir());
         for (size_t i = 1; i <= 3; i++) {
             cr_assert_eq(sl_harness_pull_all(h, 1, 1), -ETIMEDOUT, "%s",
                          yamls[f]);
@@ -240,7 +200,9 @@ Test(file_source, lines_longer_than_the_read_buffer)
     s_write_bin("big.txt", text, (size_t)(w - text));
     free(text);
 
-    sl_harness_t *h = s_new("path: big.txt\nmax_line: 500000");
+    sl_harness_t *h = sl_test_harness("file_source",
+                                      "path: big.txt\nmax_line: 500000",
+                                      sl_test_dir());
     cr_assert_eq(sl_harness_pull_all(h, 64, 100), 0);
     cr_assert_eq(sl_harness_count(h), 3);
     cr_expect_str_eq(sl_harness_output(h, 0), "{\"line\":\"ok1\"}");
@@ -474,25 +436,31 @@ Test(file_source, missing_file_fails_init_naming_path)
     char want[4200];
     snprintf(want, sizeof(want), "cannot open '%s': No such file or "
                                  "directory", s_path("nope.txt"));
-    s_refused("path: nope.txt", want);
-    s_refused("path: .", "Is a directory");
+    sl_test_refused("file_source", "path: nope.txt", sl_test_dir(), want);
+    sl_test_refused("file_source", "path: .", sl_test_dir(), "Is a directory");
 }
 
 Test(file_source, config_errors)
 {
-    s_refused("format: lines", "'path' is required");
-    s_refused("path: a.txt\nformat: xml",
-              "'format' must be lines, jsonl, csv or msgpack, got 'xml'");
-    s_refused("path: a.txt\nheader: [a]",
-              "'header' applies to format csv only (the format here is "
-              "lines)");
-    s_refused("path: a.csv\ndelimiter: ';;'",
-              "'delimiter' must be a single character");
-    s_refused("path: a.csv\ndelimiter: '\"'",
-              "'quote' and 'delimiter' must differ");
-    s_refused("path: a.csv\nheader: []", "'header' must be a non-empty list");
-    s_refused("path: a.txt\nmax_line: 0", "'max_line' must be between 1");
-    s_refused("path: a.mpk\nwith_position: true",
-              "'with_position' is not available for format msgpack");
-    s_refused("path: a.txt\nbogus: 1", "bogus");
+    sl_test_refused("file_source", "format: lines", sl_test_dir(),
+                    "'path' is required");
+    sl_test_refused("file_source", "path: a.txt\nformat: xml", sl_test_dir(),
+                    "'format' must be lines, jsonl, csv or msgpack, got "
+                    "'xml'");
+    sl_test_refused("file_source", "path: a.txt\nheader: [a]", sl_test_dir(),
+                    "'header' applies to format csv only (the format here is "
+                    "lines)");
+    sl_test_refused("file_source", "path: a.csv\ndelimiter: ';;'",
+                    sl_test_dir(), "'delimiter' must be a single character");
+    sl_test_refused("file_source", "path: a.csv\ndelimiter: '\"'",
+                    sl_test_dir(), "'quote' and 'delimiter' must differ");
+    sl_test_refused("file_source", "path: a.csv\nheader: []", sl_test_dir(),
+                    "'header' must be a non-empty list");
+    sl_test_refused("file_source", "path: a.txt\nmax_line: 0", sl_test_dir(),
+                    "'max_line' must be between 1");
+    sl_test_refused("file_source", "path: a.mpk\nwith_position: true",
+                    sl_test_dir(),
+                    "'with_position' is not available for format msgpack");
+    sl_test_refused("file_source", "path: a.txt\nbogus: 1", sl_test_dir(),
+                    "bogus");
 }

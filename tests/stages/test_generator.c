@@ -2,31 +2,13 @@
 #include <criterion/criterion.h>
 
 #include "harness.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <sluice/stage.h>
 #include <stdio.h>
 #include <string.h>
-
-static sl_harness_t *s_new(const char *yaml)
-{
-    char err[2048];
-    sl_harness_t *h = sl_harness_new("generator", yaml, NULL, err,
-                                     sizeof(err));
-    cr_assert_not_null(h, "harness: %s", err);
-    return h;
-}
-
-static void s_refused(const char *yaml, const char *want)
-{
-    char err[2048] = "";
-    sl_harness_t *h = sl_harness_new("generator", yaml, NULL, err,
-                                     sizeof(err));
-    cr_assert_null(h, "config accepted: %s", yaml);
-    cr_assert_not_null(strstr(err, want), "error '%s' lacks '%s'", err,
-                       want);
-}
 
 static json_t *s_out(const sl_harness_t *h, size_t i)
 {
@@ -47,7 +29,7 @@ static json_int_t s_int(json_t *obj, const char *key)
 
 Test(generator, count_exact_and_seq_contiguous)
 {
-    sl_harness_t *h = s_new("count: 1000");
+    sl_harness_t *h = sl_test_harness("generator", "count: 1000", NULL);
     cr_assert_eq(sl_harness_pull_all(h, 64, 1000), 0);
     cr_assert_eq(sl_harness_count(h), 1000);
     cr_assert_eq(sl_harness_read(h), 1000);
@@ -63,7 +45,8 @@ Test(generator, count_exact_and_seq_contiguous)
 Test(generator, default_record_is_exact)
 {
     uint64_t before = sl_now_ns();
-    sl_harness_t *h = s_new("count: 1\nstart: 1234");
+    sl_harness_t *h = sl_test_harness("generator", "count: 1\nstart: 1234",
+                                      NULL);
     const char *tail = ",\"user\":\"user-234\",\"amount\":720.46,"
                        "\"country\":\"FR\","
                        "\"msg\":\"the quick brown fox jumps over\"}";
@@ -89,7 +72,7 @@ Test(generator, default_record_is_exact)
 
 Test(generator, budget_is_honoured_per_call)
 {
-    sl_harness_t *h = s_new("count: 50");
+    sl_harness_t *h = sl_test_harness("generator", "count: 50", NULL);
     size_t calls = 0;
     int rc;
 
@@ -106,7 +89,7 @@ Test(generator, budget_is_honoured_per_call)
     cr_assert_eq(sl_harness_count(h), 50);
     sl_harness_destroy(&h);
 
-    h = s_new("count: 100");
+    h = sl_test_harness("generator", "count: 100", NULL);
     cr_assert_eq(sl_harness_pull_all(h, 1, 1000), 0);
     cr_assert_eq(sl_harness_count(h), 100);
     sl_harness_destroy(&h);
@@ -114,7 +97,7 @@ Test(generator, budget_is_honoured_per_call)
 
 Test(generator, count_zero_is_eof)
 {
-    sl_harness_t *h = s_new("count: 0");
+    sl_harness_t *h = sl_test_harness("generator", "count: 0", NULL);
     cr_assert_eq(sl_harness_pull_all(h, 10, 1), 0);
     cr_assert_eq(sl_harness_count(h), 0);
     sl_harness_destroy(&h);
@@ -122,7 +105,8 @@ Test(generator, count_zero_is_eof)
 
 Test(generator, keys_are_evenly_spread)
 {
-    sl_harness_t *h = s_new("count: 100\nkeys: 4");
+    sl_harness_t *h = sl_test_harness("generator", "count: 100\nkeys: 4",
+                                      NULL);
     int seen[4] = {0};
 
     cr_assert_eq(sl_harness_pull_all(h, 64, 100), 0);
@@ -143,7 +127,9 @@ Test(generator, keys_are_evenly_spread)
 
 Test(generator, extra_fields)
 {
-    sl_harness_t *h = s_new("count: 2\nstart: 10\nfields: 3");
+    sl_harness_t *h = sl_test_harness("generator",
+                                      "count: 2\nstart: 10\nfields: 3",
+                                      NULL);
     cr_assert_eq(sl_harness_pull_all(h, 64, 10), 0);
     json_t *j = s_out(h, 1);
     cr_assert_eq(s_int(j, "seq"), 11);
@@ -158,7 +144,7 @@ Test(generator, extra_fields)
 
 static void s_check_size(const char *yaml, size_t lo, size_t hi)
 {
-    sl_harness_t *h = s_new(yaml);
+    sl_harness_t *h = sl_test_harness("generator", yaml, NULL);
     cr_assert_eq(sl_harness_pull_all(h, 256, 100), 0);
     cr_assert_eq(sl_harness_count(h), 200);
     for (size_t i = 0; i < 200; i++) {
@@ -177,7 +163,7 @@ Test(generator, size_pads_to_about_that_many_bytes)
     s_check_size("count: 200\nsize: 70000\nkeys: 3\nfields: 2", 69990,
                  70010);
     /* Smaller than the bare record: no padding at all. */
-    sl_harness_t *h = s_new("count: 1\nsize: 10");
+    sl_harness_t *h = sl_test_harness("generator", "count: 1\nsize: 10", NULL);
     cr_assert_eq(sl_harness_pull_all(h, 8, 10), 0);
     cr_assert_null(strstr(sl_harness_output(h, 0), "\"pad\""));
     sl_harness_destroy(&h);
@@ -185,12 +171,15 @@ Test(generator, size_pads_to_about_that_many_bytes)
 
 Test(generator, template_is_exact)
 {
-    sl_harness_t *h = s_new("count: 2\nstart: 5\nkeys: 2\ntemplate:\n"
-                            "  id: $seq\n"
-                            "  kind: click\n"
-                            "  n: 1.5\n"
-                            "  tags: [a, 1, true, null]\n"
-                            "  nested: {x: {y: -2}}\n");
+    sl_harness_t *h = sl_test_harness("generator",
+                                      "count: 2\nstart: 5\nkeys: 2\n"
+                                      "template:\n"
+                                      "  id: $seq\n"
+                                      "  kind: click\n"
+                                      "  n: 1.5\n"
+                                      "  tags: [a, 1, true, null]\n"
+                                      "  nested: {x: {y: -2}}\n",
+                                      NULL);
     cr_assert_eq(sl_harness_pull_all(h, 8, 10), 0);
     cr_assert_eq(sl_harness_count(h), 2);
     cr_assert_str_eq(sl_harness_output(h, 0),
@@ -203,7 +192,7 @@ Test(generator, template_is_exact)
                      "\"nested\":{\"x\":{\"y\":-2}},\"key\":\"k0\"}");
     sl_harness_destroy(&h);
 
-    h = s_new("count: 1\ntemplate: {t: $ts}");
+    h = sl_test_harness("generator", "count: 1\ntemplate: {t: $ts}", NULL);
     cr_assert_eq(sl_harness_pull_all(h, 8, 10), 0);
     json_t *j = s_out(h, 0);
     cr_assert_gt(s_int(j, "t"), 1500000000LL * 1000000000LL);
@@ -213,7 +202,8 @@ Test(generator, template_is_exact)
 
 Test(generator, rate_paces_the_run)
 {
-    sl_harness_t *h = s_new("count: 2000\nrate: 20000");
+    sl_harness_t *h = sl_test_harness("generator", "count: 2000\nrate: 20000",
+                                      NULL);
     uint64_t t0 = sl_mono_ns();
     cr_assert_eq(sl_harness_pull_all(h, 64, 100000), 0);
     uint64_t ns = sl_mono_ns() - t0;
@@ -226,18 +216,27 @@ Test(generator, rate_paces_the_run)
 
 Test(generator, config_errors)
 {
-    s_refused("", "'count' is required");
-    s_refused("count: -1", "'count' must be between 0 and");
-    s_refused("count: lots", "'count'");
-    s_refused("count: 5\ntemplate: {a: [1, {b: 99999999999999999999999}]}",
-              "integer '99999999999999999999999' does not fit in 64 bits");
-    s_refused("count: 5\nrate: -3", "'rate' must be between 0");
-    s_refused("count: 5\nrate: fast", "'rate' must be a number");
-    s_refused("count: 5\nfields: 5000", "'fields' must be between 0 and 1000");
-    s_refused("count: 5\ntemplate: [a]", "'template' must be a map");
-    s_refused("count: 5\nkeys: 2\ntemplate: {key: 1}",
-              "template field 'key' clashes");
-    s_refused("count: 5\nfields: 2\ntemplate: {f2: 1}",
-              "template field 'f2' clashes");
-    s_refused("count: 5\nburst: 2", "unknown key 'burst'");
+    sl_test_refused("generator", "", NULL, "'count' is required");
+    sl_test_refused("generator", "count: -1", NULL,
+                    "'count' must be between 0 and");
+    sl_test_refused("generator", "count: lots", NULL, "'count'");
+    sl_test_refused("generator",
+                    "count: 5\n"
+                    "template: {a: [1, {b: 99999999999999999999999}]}",
+                    NULL, "integer '99999999999999999999999' does not fit in "
+                    "64 bits");
+    sl_test_refused("generator", "count: 5\nrate: -3", NULL,
+                    "'rate' must be between 0");
+    sl_test_refused("generator", "count: 5\nrate: fast", NULL,
+                    "'rate' must be a number");
+    sl_test_refused("generator", "count: 5\nfields: 5000", NULL,
+                    "'fields' must be between 0 and 1000");
+    sl_test_refused("generator", "count: 5\ntemplate: [a]", NULL,
+                    "'template' must be a map");
+    sl_test_refused("generator", "count: 5\nkeys: 2\ntemplate: {key: 1}", NULL,
+                    "template field 'key' clashes");
+    sl_test_refused("generator", "count: 5\nfields: 2\ntemplate: {f2: 1}",
+                    NULL, "template field 'f2' clashes");
+    sl_test_refused("generator", "count: 5\nburst: 2", NULL,
+                    "unknown key 'burst'");
 }

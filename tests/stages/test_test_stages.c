@@ -13,23 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static sl_harness_t *s_new(const char *name, const char *yaml)
-{
-    char err[2048];
-    sl_harness_t *h = sl_harness_new(name, yaml, NULL, err, sizeof(err));
-    cr_assert_not_null(h, "harness %s: %s", name, err);
-    return h;
-}
-
-static void s_refused(const char *name, const char *yaml, const char *want)
-{
-    char err[2048] = "";
-    sl_harness_t *h = sl_harness_new(name, yaml, NULL, err, sizeof(err));
-    cr_assert_null(h, "%s accepted: %s", name, yaml);
-    cr_assert_not_null(strstr(err, want), "error '%s' lacks '%s'", err,
-                       want);
-}
-
 /* A record with a bit of everything, so that passthrough is checked on
  * more than one type: {"i": i, "s": "x", "f": 0.25, "a": [nil, true],
  * "b": bin(3)}. */
@@ -85,7 +68,7 @@ static uint64_t s_passthrough(sl_harness_t *h, int n)
 
 Test(null, discards_everything)
 {
-    sl_harness_t *h = s_new("null", "");
+    sl_harness_t *h = sl_test_harness("null", "", NULL);
     for (int i = 0; i < 1000; i++)
         cr_assert_eq(sl_harness_push_json(h, "{\"a\":1}"), 0);
     /* It never decodes, so not even garbage is an error. */
@@ -98,14 +81,14 @@ Test(null, discards_everything)
 
 Test(null, takes_no_options)
 {
-    s_refused("null", "keep: true", "unknown key 'keep'");
+    sl_test_refused("null", "keep: true", NULL, "unknown key 'keep'");
 }
 
 /* ---- delay ---- */
 
 Test(delay, holds_each_record_and_passes_it_unchanged)
 {
-    sl_harness_t *h = s_new("delay", "ms: 2");
+    sl_harness_t *h = sl_test_harness("delay", "ms: 2", NULL);
     uint64_t ns = s_passthrough(h, 25);
     cr_assert_geq(ns, 25 * 2000000u, "25 x 2 ms took %.2f ms", ns / 1e6);
     sl_harness_destroy(&h);
@@ -113,7 +96,7 @@ Test(delay, holds_each_record_and_passes_it_unchanged)
 
 Test(delay, fractional_ms)
 {
-    sl_harness_t *h = s_new("delay", "ms: 0.5");
+    sl_harness_t *h = sl_test_harness("delay", "ms: 0.5", NULL);
     uint64_t ns = s_passthrough(h, 20);
     cr_assert_geq(ns, 20 * 500000u, "20 x 0.5 ms took %.2f ms", ns / 1e6);
     sl_harness_destroy(&h);
@@ -122,7 +105,7 @@ Test(delay, fractional_ms)
 Test(delay, jitter_stays_within_bounds)
 {
     /* ms 3 +- 1: at least 2 ms per record. */
-    sl_harness_t *h = s_new("delay", "ms: 3\njitter_ms: 1");
+    sl_harness_t *h = sl_test_harness("delay", "ms: 3\njitter_ms: 1", NULL);
     uint64_t ns = s_passthrough(h, 20);
     cr_assert_geq(ns, 20 * 2000000u, "took %.2f ms", ns / 1e6);
     sl_harness_destroy(&h);
@@ -130,18 +113,20 @@ Test(delay, jitter_stays_within_bounds)
 
 Test(delay, config_errors)
 {
-    s_refused("delay", "", "'ms' is required");
-    s_refused("delay", "ms: -1", "'ms' must be between 0 and 60000, got -1");
-    s_refused("delay", "ms: soon", "'ms' must be a number, got 'soon'");
-    s_refused("delay", "ms: 1\njitter_ms: 99999",
-              "'jitter_ms' must be between 0 and 60000");
+    sl_test_refused("delay", "", NULL, "'ms' is required");
+    sl_test_refused("delay", "ms: -1", NULL,
+                    "'ms' must be between 0 and 60000, got -1");
+    sl_test_refused("delay", "ms: soon", NULL,
+                    "'ms' must be a number, got 'soon'");
+    sl_test_refused("delay", "ms: 1\njitter_ms: 99999", NULL,
+                    "'jitter_ms' must be between 0 and 60000");
 }
 
 /* ---- burn ---- */
 
 Test(burn, spends_time_and_passes_records_unchanged)
 {
-    sl_harness_t *h = s_new("burn", "us: 500");
+    sl_harness_t *h = sl_test_harness("burn", "us: 500", NULL);
     uint64_t ns = s_passthrough(h, 20);
     cr_assert_geq(ns, 20 * 500000u, "20 x 500 us took %.2f ms", ns / 1e6);
     sl_harness_destroy(&h);
@@ -149,19 +134,21 @@ Test(burn, spends_time_and_passes_records_unchanged)
 
 Test(burn, iterations)
 {
-    sl_harness_t *h = s_new("burn", "iterations: 100000");
+    sl_harness_t *h = sl_test_harness("burn", "iterations: 100000", NULL);
     s_passthrough(h, 10);
     sl_harness_destroy(&h);
 }
 
 Test(burn, config_errors)
 {
-    s_refused("burn", "", "one of 'us'");
-    s_refused("burn", "us: 1\niterations: 5",
-              "give either 'us' or 'iterations', not both");
-    s_refused("burn", "us: -2", "'us' must be between 0 and");
-    s_refused("burn", "iterations: 1.5", "'iterations' must be an integer");
-    s_refused("burn", "iterations: -1", "'iterations' must be between 0");
+    sl_test_refused("burn", "", NULL, "one of 'us'");
+    sl_test_refused("burn", "us: 1\niterations: 5", NULL,
+                    "give either 'us' or 'iterations', not both");
+    sl_test_refused("burn", "us: -2", NULL, "'us' must be between 0 and");
+    sl_test_refused("burn", "iterations: 1.5", NULL,
+                    "'iterations' must be an integer");
+    sl_test_refused("burn", "iterations: -1", NULL,
+                    "'iterations' must be between 0");
 }
 
 /* ---- stdout ---- */
@@ -200,7 +187,7 @@ static char *s_slurp_and_clean(const char *path)
 Test(stdout, json_lines_buffered_until_flush)
 {
     const char *path = s_capture_stdout();
-    sl_harness_t *h = s_new("stdout", "");
+    sl_harness_t *h = sl_test_harness("stdout", "", NULL);
     char *text;
 
     cr_assert_eq(sl_harness_push_json(h, "{\"a\":1,\"b\":\"x y\"}"), 0);
@@ -218,7 +205,7 @@ Test(stdout, json_lines_buffered_until_flush)
 Test(stdout, pretty)
 {
     const char *path = s_capture_stdout();
-    sl_harness_t *h = s_new("stdout", "pretty: true");
+    sl_harness_t *h = sl_test_harness("stdout", "pretty: true", NULL);
     char *text;
 
     cr_assert_eq(sl_harness_push_json(h, "{\"a\":1,\"b\":[1,2],\"c\":{},"
@@ -243,7 +230,7 @@ Test(stdout, pretty)
 Test(stdout, non_map_record_fails)
 {
     const char *path = s_capture_stdout();
-    sl_harness_t *h = s_new("stdout", "");
+    sl_harness_t *h = sl_test_harness("stdout", "", NULL);
     char *text;
 
     cr_assert_lt(sl_harness_push_msgpack(h, "\x91\x01", 2), 0);
@@ -258,6 +245,6 @@ Test(stdout, non_map_record_fails)
 
 Test(stdout, config_errors)
 {
-    s_refused("stdout", "pretty: maybe", "pretty");
-    s_refused("stdout", "format: csv", "unknown key 'format'");
+    sl_test_refused("stdout", "pretty: maybe", NULL, "pretty");
+    sl_test_refused("stdout", "format: csv", NULL, "unknown key 'format'");
 }

@@ -1,10 +1,23 @@
 #include "testutil.h"
 
+#include "harness.h"
+#include "run.h"
+
+#include <criterion/criterion.h>
+
 #include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
+
+/* The running test's directory (Criterion runs each test in its own
+ * process, so one variable serves every test). */
+static char *s_dir;
 
 char *sl_test_tmpdir(void)
 {
@@ -12,6 +25,40 @@ char *sl_test_tmpdir(void)
     if (!mkdtemp(tmpl))
         return NULL;
     return strdup(tmpl);
+}
+
+static int s_rm_entry(const char *path, const struct stat *sb, int flag,
+                      struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0; /* keep going: remove what can be removed */
+}
+
+void sl_test_rmtree(char *dir)
+{
+    if (dir)
+        nftw(dir, s_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+void sl_test_tmpdir_setup(void)
+{
+    s_dir = sl_test_tmpdir();
+    cr_assert_not_null(s_dir, "cannot make a temporary directory");
+}
+
+void sl_test_tmpdir_teardown(void)
+{
+    sl_test_rmtree(s_dir);
+    s_dir = NULL;
+}
+
+const char *sl_test_dir(void)
+{
+    return s_dir;
 }
 
 int sl_test_write_file(const char *path, const char *text)
@@ -26,12 +73,11 @@ int sl_test_write_file(const char *path, const char *text)
     return rc;
 }
 
-char *sl_test_read_file(const char *path, size_t *len)
+/* Reads f to its end into a malloc'd NUL-terminated buffer that starts at
+ * cap bytes and doubles; NULL if memory runs out. */
+static char *s_slurp(FILE *f, size_t cap, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
+    size_t n = 0;
     char *buf = malloc(cap + 1);
     size_t got;
     while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
@@ -47,12 +93,21 @@ char *sl_test_read_file(const char *path, size_t *len)
             cap *= 2;
         }
     }
-    fclose(f);
     if (!buf)
         return NULL;
     buf[n] = '\0';
     if (len)
         *len = n;
+    return buf;
+}
+
+char *sl_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = s_slurp(f, 4096, len);
+    fclose(f);
     return buf;
 }
 
@@ -80,25 +135,245 @@ int sl_test_run(const char *cmd, char **output)
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;
-    size_t cap = 8192, n = 0;
-    char *buf = malloc(cap + 1);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, p)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *bigger = realloc(buf, cap * 2 + 1);
-            if (!bigger)
-                break;
-            buf = bigger;
-            cap *= 2;
-        }
-    }
+    char *buf = s_slurp(p, 8192, NULL);
     int status = pclose(p);
-    if (buf)
-        buf[n] = '\0';
     if (output)
         *output = buf;
     else
         free(buf);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+double sl_test_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int sl_test_wait_exit(pid_t pid, double timeout_s)
+{
+    const struct timespec tick = {0, 5 * 1000 * 1000};
+    double end = sl_test_now() + timeout_s;
+    int status;
+    for (;;) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status)
+                                     : 128 + WTERMSIG(status);
+        cr_assert(got == 0 || errno == EINTR, "waitpid: %s", strerror(errno));
+        if (sl_test_now() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        nanosleep(&tick, NULL);
+    }
+}
+
+int sl_test_wait_lines(const char *path, long lines, double timeout_s)
+{
+    const struct timespec tick = {0, 5 * 1000 * 1000};
+    double end = sl_test_now() + timeout_s;
+    while (sl_test_count_lines(path) < lines) {
+        if (sl_test_now() > end)
+            return 0;
+        nanosleep(&tick, NULL);
+    }
+    return 1;
+}
+
+uint64_t sl_test_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* ---- diagnostics -------------------------------------------------------- */
+
+const char *sl_test_diag_text(const sl_diag_t *diag)
+{
+    static char buf[16384];
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < diag->count && len + 1 < sizeof(buf); i++) {
+        int n = snprintf(buf + len, sizeof(buf) - len, "%s\n",
+                         diag->lines[i]);
+        if (n < 0)
+            break;
+        len += (size_t)n;
+        if (len >= sizeof(buf))
+            len = sizeof(buf) - 1;
+    }
+    return buf;
+}
+
+void sl_test_expect_line(const sl_diag_t *diag, const char *want)
+{
+    for (size_t i = 0; i < diag->count; i++)
+        if (strcmp(diag->lines[i], want) == 0)
+            return;
+    cr_assert_fail("missing diagnostic:\n  %s\ngot:\n%s", want,
+                   sl_test_diag_text(diag));
+}
+
+void sl_test_expect_prefix(const sl_diag_t *diag, const char *want)
+{
+    for (size_t i = 0; i < diag->count; i++)
+        if (strncmp(diag->lines[i], want, strlen(want)) == 0)
+            return;
+    cr_assert_fail("no diagnostic starting with:\n  %s\ngot:\n%s", want,
+                   sl_test_diag_text(diag));
+}
+
+/* ---- one stage in the harness ------------------------------------------- */
+
+sl_harness_t *sl_test_harness(const char *plugin, const char *yaml,
+                              const char *dir)
+{
+    char err[2048] = "";
+    sl_harness_t *h = sl_harness_new(plugin, yaml, dir, err, sizeof(err));
+    cr_assert_not_null(h, "harness %s: %s", plugin, err);
+    return h;
+}
+
+void sl_test_refused(const char *plugin, const char *yaml, const char *dir,
+                     const char *want)
+{
+    char err[2048] = "";
+    sl_harness_t *h = sl_harness_new(plugin, yaml, dir, err, sizeof(err));
+    cr_assert_null(h, "%s accepted: %s", plugin, yaml);
+    cr_assert_not_null(strstr(err, want), "error '%s' lacks '%s'", err,
+                       want);
+}
+
+void sl_test_push_ok(sl_harness_t *h, const char *json, const char *want)
+{
+    size_t before = sl_harness_count(h);
+    cr_assert_eq(sl_harness_push_json(h, json), 0, "%s: %s", json,
+                 sl_harness_last_error(h));
+    cr_assert_eq(sl_harness_count(h), before + 1);
+    cr_expect_str_eq(sl_harness_output(h, before), want, "in %s", json);
+}
+
+void sl_test_push_fails(sl_harness_t *h, const char *json, const char *want)
+{
+    size_t before = sl_harness_count(h), errs = sl_harness_errors(h);
+    cr_assert_lt(sl_harness_push_json(h, json), 0, "%s was accepted", json);
+    cr_expect_eq(sl_harness_count(h), before, "a failed record emitted");
+    cr_expect_eq(sl_harness_errors(h), errs + 1);
+    const char *e = sl_harness_last_error(h);
+    cr_expect_not_null(strstr(e, want), "error '%s' lacks '%s'", e, want);
+}
+
+/* ---- whole topologies in process ---------------------------------------- */
+
+sl_topology_t *sl_test_topology(const char *name, const char *dir,
+                                const char *yaml)
+{
+    sl_diag_t diag;
+    sl__diag_init(&diag);
+    sl_topology_t *t = sl__topology_parse(name, dir, yaml, &diag);
+    const char *msg = sl_test_diag_text(&diag);
+    sl__diag_fini(&diag);
+    cr_assert_not_null(t, "topology rejected:\n%s---\n%s", msg, yaml);
+    return t;
+}
+
+size_t sl_test_stage_index(const sl_topology_t *t, const char *name)
+{
+    long i = sl__topology_find(t, name);
+    cr_assert_geq(i, 0, "no stage '%s'", name);
+    return (size_t)i;
+}
+
+void sl_test_expect_ledger(sl_run_t *run)
+{
+    sl_diag_t diag;
+    sl__diag_init(&diag);
+    int rc = sl__run_check_ledger(run, &diag);
+    cr_assert_eq(rc, 0, "ledger: %zu problem(s), first: %s", diag.count,
+                 diag.count ? diag.lines[0] : "-");
+    sl__diag_fini(&diag);
+}
+
+sl_run_t *sl_test_run_start(const sl_topology_t *t)
+{
+    char err[1024];
+    sl_run_t *run = sl__run_new(t, err, sizeof(err));
+    cr_assert_not_null(run, "sl__run_new: %s", err);
+    cr_assert_eq(sl__run_start(run), 0);
+    return run;
+}
+
+sl_run_t *sl_test_run_to_end(const sl_topology_t *t)
+{
+    sl_run_t *run = sl_test_run_start(t);
+    cr_assert_eq(sl__run_wait(run), 0, "the run did not end cleanly");
+    sl_test_expect_ledger(run);
+    return run;
+}
+
+void sl_test_stage_stats(sl_run_t *run, const sl_topology_t *t,
+                         const char *name, sl_stage_stats_t *st)
+{
+    sl__run_stats(run, sl_test_stage_index(t, name), st);
+    cr_assert(st->finished, "stage '%s' has not finished", name);
+}
+
+/* ---- checksum_sink ------------------------------------------------------ */
+
+void sl_test_expected_ids(unsigned stage, uint64_t n, int (*keep)(uint64_t),
+                          sl_test_sums_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (uint64_t seq = 0; seq < n; seq++) {
+        if (keep && !keep(seq))
+            continue;
+        uint64_t id = ((uint64_t)(stage + 1) << 48) | seq;
+        out->count++;
+        out->sum += id;
+        out->xor_ ^= id;
+    }
+}
+
+void sl_test_read_sums(const char *path, sl_test_sums_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    char *text = sl_test_read_file(path, NULL);
+    cr_assert_not_null(text, "checksum_sink wrote no file at %s", path);
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        uint64_t c, s, x, v, k;
+        int n = sscanf(line,
+                       "count=%" SCNu64 " sum=%" SCNu64 " xor=%" SCNu64
+                       " violations=%" SCNu64 " keys=%" SCNu64,
+                       &c, &s, &x, &v, &k);
+        cr_assert_eq(n, 5, "unexpected checksum line '%s'", line);
+        out->count += c;
+        out->sum += s;
+        out->xor_ ^= x;
+        out->violations += v;
+        out->keys += k;
+        out->lines++;
+    }
+    free(text);
+    cr_assert_gt(out->lines, 0, "checksum file %s is empty", path);
+}
+
+void sl_test_expect_ids(const sl_test_sums_t *got,
+                        const sl_test_sums_t *want)
+{
+    cr_expect_eq(got->count, want->count, "count %" PRIu64 ", want %" PRIu64,
+                 got->count, want->count);
+    cr_expect_eq(got->sum, want->sum, "sum of ids %" PRIu64 ", want %" PRIu64,
+                 got->sum, want->sum);
+    cr_expect_eq(got->xor_, want->xor_,
+                 "xor of ids %" PRIx64 ", want %" PRIx64, got->xor_,
+                 want->xor_);
 }

@@ -33,35 +33,6 @@ static sl_config_doc_t *parse(const char *text)
                                 &g_diag);
 }
 
-/* All diagnostics, one per line, for assertion messages. */
-static const char *diag_text(void)
-{
-    static char buf[8192];
-    buf[0] = '\0';
-    for (size_t i = 0; i < g_diag.count; i++) {
-        strncat(buf, g_diag.lines[i], sizeof(buf) - strlen(buf) - 2);
-        strcat(buf, "\n");
-    }
-    return buf;
-}
-
-static void expect_line(const char *want)
-{
-    for (size_t i = 0; i < g_diag.count; i++)
-        if (strcmp(g_diag.lines[i], want) == 0)
-            return;
-    cr_assert_fail("missing diagnostic:\n  %s\ngot:\n%s", want, diag_text());
-}
-
-static void expect_prefix(const char *want)
-{
-    for (size_t i = 0; i < g_diag.count; i++)
-        if (strncmp(g_diag.lines[i], want, strlen(want)) == 0)
-            return;
-    cr_assert_fail("no diagnostic starting with:\n  %s\ngot:\n%s", want,
-                   diag_text());
-}
-
 /* Parses text that must fail. */
 static void parse_fails(const char *text)
 {
@@ -99,7 +70,7 @@ Test(config, plain_scalars_resolve_like_yaml_core)
         char text[64];
         snprintf(text, sizeof(text), "v: %s\n", cases[i].text);
         sl_config_doc_t *doc = parse(text);
-        cr_assert_not_null(doc, "%s: %s", text, diag_text());
+        cr_assert_not_null(doc, "%s: %s", text, sl_test_diag_text(&g_diag));
         const sl_config_t *v = sl_config_get(sl__config_doc_root(doc), "v");
         cr_assert_eq(sl_config_type(v), cases[i].type,
                      "'%s' resolved as %s, expected %s", cases[i].text,
@@ -114,7 +85,7 @@ Test(config, scalar_text_is_kept_as_written)
 {
     sl_config_doc_t *doc = parse("a: 0x1F\nb: 'it''s'\nc: \"tab\\there\"\n"
                                  "d: ~\ne: [1]\n");
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     const sl_config_t *root = sl__config_doc_root(doc);
     cr_assert_str_eq(sl_config_str(sl_config_get(root, "a")), "0x1F");
     cr_assert_str_eq(sl_config_str(sl_config_get(root, "b")), "it's");
@@ -132,7 +103,7 @@ Test(config, typed_readers)
         "min: -9223372036854775808\nover: 9223372036854775808\n"
         "under: -9223372036854775809\nq: '12'\nf: 1.5\nninf: -.inf\n"
         "nan: .nan\nt: true\nF: FALSE\ni: 3\nbig: 1e999\n");
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     const sl_config_t *r = sl__config_doc_root(doc);
     int64_t v = 0;
     cr_assert_eq(sl_config_int(sl_config_get(r, "hex"), &v), 0);
@@ -180,7 +151,7 @@ Test(config, positions_are_exact)
                        "    -   {x: 1, y: [2, 3]}\n"
                        "other: \"quoted\"\n";
     sl_config_doc_t *doc = parse(text);
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     const sl_config_t *root = sl__config_doc_root(doc);
     cr_assert_eq(sl_config_type(root), SL_CONFIG_MAP);
     cr_assert_eq(sl_config_len(root), 2);
@@ -221,16 +192,18 @@ Test(config, positions_are_exact)
 Test(config, duplicate_keys_name_both_positions)
 {
     parse_fails("a: 1\nb:\n  x: 1\n  y: 2\n  x: 3\na: 4\n");
-    expect_line("t.yaml:5:3: duplicate key 'x' (first at 3:3)");
-    expect_line("t.yaml:6:1: duplicate key 'a' (first at 1:1)");
-    cr_assert_eq(g_diag.count, 2, "%s", diag_text());
+    sl_test_expect_line(&g_diag,
+                        "t.yaml:5:3: duplicate key 'x' (first at 3:3)");
+    sl_test_expect_line(&g_diag,
+                        "t.yaml:6:1: duplicate key 'a' (first at 1:1)");
+    cr_assert_eq(g_diag.count, 2, "%s", sl_test_diag_text(&g_diag));
 }
 
 Test(config, errors_come_in_file_order)
 {
     /* The duplicate is found when the map ends, after line 3's error. */
     parse_fails("a: 1\na: 2\nb: !!int x\n");
-    cr_assert_eq(g_diag.count, 2, "%s", diag_text());
+    cr_assert_eq(g_diag.count, 2, "%s", sl_test_diag_text(&g_diag));
     cr_assert_str_eq(g_diag.lines[0],
                      "t.yaml:2:1: duplicate key 'a' (first at 1:1)");
     cr_assert_str_eq(g_diag.lines[1],
@@ -240,20 +213,21 @@ Test(config, errors_come_in_file_order)
 Test(config, quoted_and_plain_keys_are_the_same_key)
 {
     parse_fails("a: 1\n'a': 2\n");
-    expect_line("t.yaml:2:1: duplicate key 'a' (first at 1:1)");
+    sl_test_expect_line(&g_diag,
+                        "t.yaml:2:1: duplicate key 'a' (first at 1:1)");
 }
 
 Test(config, merge_keys_are_refused)
 {
     parse_fails("base: &b {x: 1}\nc:\n  <<: *b\n  y: 2\n");
-    expect_line("t.yaml:3:3: merge keys ('<<') are not supported; repeat "
-                "the keys");
+    sl_test_expect_line(&g_diag, "t.yaml:3:3: merge keys ('<<') are not "
+                        "supported; repeat the keys");
 }
 
 Test(config, quoted_merge_key_is_a_plain_string)
 {
     sl_config_doc_t *doc = parse("'<<': 1\n");
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     cr_assert_str_eq(sl_config_key_at(sl__config_doc_root(doc), 0), "<<");
     sl__config_doc_destroy(&doc);
 }
@@ -261,7 +235,7 @@ Test(config, quoted_merge_key_is_a_plain_string)
 Test(config, aliases_share_the_anchored_node)
 {
     sl_config_doc_t *doc = parse("a: &x [1, 2]\nb: *x\nc: &s hi\nd: *s\n");
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     const sl_config_t *r = sl__config_doc_root(doc);
     const sl_config_t *b = sl_config_get(r, "b");
     cr_assert_eq(sl_config_type(b), SL_CONFIG_SEQ);
@@ -286,58 +260,64 @@ Test(config, alias_bomb_is_refused)
     parse_fails(bomb);
     /* Aliases up to line 5 add 74718 nodes; the first *e adds 66430 more
      * and crosses the budget of 100000. Reported once. */
-    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
-    expect_prefix("t.yaml:6:8: alias '*e' expands the document past 100000 "
-                  "nodes");
+    cr_assert_eq(g_diag.count, 1, "%s", sl_test_diag_text(&g_diag));
+    sl_test_expect_prefix(&g_diag, "t.yaml:6:8: alias '*e' expands the "
+                          "document past 100000 nodes");
 }
 
 Test(config, recursive_and_unknown_aliases)
 {
     parse_fails("a: &x [1, *x]\n");
-    expect_line("t.yaml:1:11: alias '*x' refers to a node that contains it");
+    sl_test_expect_line(&g_diag, "t.yaml:1:11: alias '*x' refers to a node "
+                        "that contains it");
     teardown();
     setup();
     parse_fails("a: 1\nb: *nope\n");
-    expect_line("t.yaml:2:4: unknown alias '*nope'");
+    sl_test_expect_line(&g_diag, "t.yaml:2:4: unknown alias '*nope'");
 }
 
 Test(config, collection_keys_are_refused)
 {
     parse_fails("? [a, b]\n: 1\n{x: 1}: 2\n");
-    expect_line("t.yaml:1:3: map keys must be scalars, not a sequence");
-    expect_line("t.yaml:3:1: map keys must be scalars, not a map");
+    sl_test_expect_line(&g_diag, "t.yaml:1:3: map keys must be scalars, not "
+                        "a sequence");
+    sl_test_expect_line(&g_diag,
+                        "t.yaml:3:1: map keys must be scalars, not a map");
 }
 
 Test(config, syntax_error_names_position_and_problem)
 {
     parse_fails("a: 1\nb: [1, 2\nc: 3\n");
-    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
-    expect_line("t.yaml:3:2: did not find expected ',' or ']' (while "
-                "parsing a flow sequence at 2:4)");
+    cr_assert_eq(g_diag.count, 1, "%s", sl_test_diag_text(&g_diag));
+    sl_test_expect_line(&g_diag, "t.yaml:3:2: did not find expected ',' or "
+                        "']' (while parsing a flow sequence at 2:4)");
 }
 
 Test(config, tab_indentation_gets_a_hint)
 {
     parse_fails("a:\n\tb: 1\n");
-    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
-    expect_prefix("t.yaml:2:1: found character that cannot start any token");
+    cr_assert_eq(g_diag.count, 1, "%s", sl_test_diag_text(&g_diag));
+    sl_test_expect_prefix(&g_diag, "t.yaml:2:1: found character that cannot "
+                          "start any token");
     cr_assert(strstr(g_diag.lines[0], "tabs are not allowed for "
                                       "indentation"),
-              "%s", diag_text());
+              "%s", sl_test_diag_text(&g_diag));
 }
 
 Test(config, invalid_utf8_is_reported_with_its_line)
 {
     parse_fails("a: 1\nb: \xff\n");
-    expect_prefix("t.yaml:2:4: invalid leading UTF-8 octet (byte 0xff)");
+    sl_test_expect_prefix(&g_diag, "t.yaml:2:4: invalid leading UTF-8 octet "
+                          "(byte 0xff)");
 }
 
 Test(config, bad_tags_and_nul)
 {
     parse_fails("a: !!int abc\nb: !custom x\nc: \"x\\0y\"\n");
-    expect_line("t.yaml:1:4: 'abc' is not a valid integer");
-    expect_line("t.yaml:2:4: unsupported tag '!custom'");
-    expect_line("t.yaml:3:4: strings containing NUL are not supported");
+    sl_test_expect_line(&g_diag, "t.yaml:1:4: 'abc' is not a valid integer");
+    sl_test_expect_line(&g_diag, "t.yaml:2:4: unsupported tag '!custom'");
+    sl_test_expect_line(&g_diag, "t.yaml:3:4: strings containing NUL are not "
+                        "supported");
 }
 
 Test(config, deep_nesting_is_refused)
@@ -349,14 +329,15 @@ Test(config, deep_nesting_is_refused)
     parse_fails(text);
     /* The root map is level 1, so the 256th '[' (column 259) is one too
      * many. */
-    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
-    expect_line("t.yaml:1:259: nesting deeper than 256 levels");
+    cr_assert_eq(g_diag.count, 1, "%s", sl_test_diag_text(&g_diag));
+    sl_test_expect_line(&g_diag,
+                        "t.yaml:1:259: nesting deeper than 256 levels");
 }
 
 Test(config, several_documents_are_refused)
 {
     parse_fails("a: 1\n---\nb: 2\n");
-    expect_line("t.yaml:3:1: more than one YAML document");
+    sl_test_expect_line(&g_diag, "t.yaml:3:1: more than one YAML document");
 }
 
 Test(config, empty_documents_are_empty_maps)
@@ -364,7 +345,8 @@ Test(config, empty_documents_are_empty_maps)
     const char *texts[] = {"", "# only a comment\n", "---\n"};
     for (size_t i = 0; i < 3; i++) {
         sl_config_doc_t *doc = parse(texts[i]);
-        cr_assert_not_null(doc, "'%s': %s", texts[i], diag_text());
+        cr_assert_not_null(doc, "'%s': %s", texts[i],
+                           sl_test_diag_text(&g_diag));
         const sl_config_t *r = sl__config_doc_root(doc);
         cr_assert_eq(sl_config_type(r), SL_CONFIG_MAP);
         cr_assert_eq(sl_config_len(r), 0);
@@ -376,7 +358,7 @@ Test(config, get_helpers_defaults_and_values)
 {
     sl_config_doc_t *doc = parse("s: hello\nn: 42\nd: 2.5\nb: true\n"
                                  "num_as_str: 8080\n");
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     const sl_config_t *r = sl__config_doc_root(doc);
     const char *s = NULL;
     int64_t n = 0;
@@ -413,7 +395,7 @@ Test(config, get_helpers_report_wrong_types_with_context)
     sl_config_doc_t *doc = parse("n: abc\nb: 1\ns: [1]\n"
                                  "big: 99999999999999999999\nnul: ~\n"
                                  "d: yes\n");
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     const sl_config_t *r = sl__config_doc_root(doc);
     sl__config_doc_set_diag(doc, &g_diag, "stage 'parse'");
     int64_t n;
@@ -428,26 +410,27 @@ Test(config, get_helpers_report_wrong_types_with_context)
     cr_assert_eq(sl_config_get_double(r, "d", 0, &d), -EINVAL);
     cr_assert_eq(sl_config_get_int(sl_config_get(r, "s"), "k", 0, &n),
                  -EINVAL);
-    expect_line("t.yaml:1:4: stage 'parse': 'n' must be an integer, got "
-                "string 'abc'");
-    expect_line("t.yaml:2:4: stage 'parse': 'b' must be true or false, got "
-                "integer '1'");
-    expect_line("t.yaml:3:4: stage 'parse': 's' must be a string, got a "
-                "sequence");
-    expect_line("t.yaml:4:6: stage 'parse': 'big': integer "
-                "99999999999999999999 is out of range");
-    expect_line("t.yaml:5:6: stage 'parse': 'nul' must be a string, got "
-                "null");
-    expect_line("t.yaml:6:4: stage 'parse': 'd' must be a number, got "
-                "string 'yes'");
-    expect_line("t.yaml:3:4: stage 'parse': expected a map, got sequence");
-    cr_assert_eq(g_diag.count, 7, "%s", diag_text());
+    sl_test_expect_line(&g_diag, "t.yaml:1:4: stage 'parse': 'n' must be an "
+                        "integer, got string 'abc'");
+    sl_test_expect_line(&g_diag, "t.yaml:2:4: stage 'parse': 'b' must be "
+                        "true or false, got integer '1'");
+    sl_test_expect_line(&g_diag, "t.yaml:3:4: stage 'parse': 's' must be a "
+                        "string, got a sequence");
+    sl_test_expect_line(&g_diag, "t.yaml:4:6: stage 'parse': 'big': integer "
+                        "99999999999999999999 is out of range");
+    sl_test_expect_line(&g_diag, "t.yaml:5:6: stage 'parse': 'nul' must be a "
+                        "string, got null");
+    sl_test_expect_line(&g_diag, "t.yaml:6:4: stage 'parse': 'd' must be a "
+                        "number, got string 'yes'");
+    sl_test_expect_line(&g_diag, "t.yaml:3:4: stage 'parse': expected a map, "
+                        "got sequence");
+    cr_assert_eq(g_diag.count, 7, "%s", sl_test_diag_text(&g_diag));
 
     /* Without a context the message follows the position directly. */
     sl__config_doc_set_diag(doc, &g_diag, NULL);
     cr_assert_eq(sl_config_error(sl_config_get(r, "b"), "bad %d", 7),
                  -EINVAL);
-    expect_line("t.yaml:2:4: bad 7");
+    sl_test_expect_line(&g_diag, "t.yaml:2:4: bad 7");
     sl__config_doc_destroy(&doc);
 }
 
@@ -455,7 +438,7 @@ Test(config, paths_resolve_against_the_document_dir)
 {
     sl_config_doc_t *doc = parse("rel: data/in.csv\nabs: /etc/hosts\n"
                                  "empty: ''\n");
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     sl__config_doc_set_diag(doc, &g_diag, NULL);
     const sl_config_t *r = sl__config_doc_root(doc);
     cr_assert_str_eq(sl__config_doc_dir(doc), "/base");
@@ -474,7 +457,7 @@ Test(config, paths_resolve_against_the_document_dir)
     cr_assert_null(p);
     cr_assert_eq(sl_config_get_path(r, "empty", NULL, &p), -EINVAL);
     cr_assert_null(p);
-    expect_line("t.yaml:3:8: 'empty' must not be empty");
+    sl_test_expect_line(&g_diag, "t.yaml:3:8: 'empty' must not be empty");
     sl__config_doc_destroy(&doc);
 }
 
@@ -493,7 +476,7 @@ Test(config, loaded_file_resolves_against_its_absolute_dir)
     /* Given relatively, still resolved to an absolute directory. */
     sl_config_doc_t *doc = sl__config_doc_load("conf/t.yaml", &g_diag);
     cr_assert_eq(chdir(cwd), 0);
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     char *real = realpath(sub, NULL);
     cr_assert_str_eq(sl__config_doc_dir(doc), real);
     char *p = NULL, want[4200];
@@ -507,24 +490,21 @@ Test(config, loaded_file_resolves_against_its_absolute_dir)
     free(p);
     free(real);
     sl__config_doc_destroy(&doc);
-    unlink(file);
-    rmdir(sub);
-    rmdir(dir);
-    free(dir);
+    sl_test_rmtree(dir);
 }
 
 Test(config, missing_file_is_reported)
 {
     sl_config_doc_t *doc = sl__config_doc_load("/nonexistent/x.yaml", &g_diag);
     cr_assert_null(doc);
-    expect_line("/nonexistent/x.yaml: cannot read: No such file or "
-                "directory");
+    sl_test_expect_line(&g_diag, "/nonexistent/x.yaml: cannot read: No such "
+                        "file or directory");
 }
 
 Test(config, empty_map_placeholder_takes_a_position)
 {
     sl_config_doc_t *doc = parse("a:\n  b: 1\n");
-    cr_assert_not_null(doc, "%s", diag_text());
+    cr_assert_not_null(doc, "%s", sl_test_diag_text(&g_diag));
     const sl_config_t *a = sl_config_get(sl__config_doc_root(doc), "a");
     const sl_config_t *b = sl_config_get(a, "b");
     const sl_config_t *m = sl__config_empty_map(doc, b);

@@ -10,26 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *g_dir;
 static char g_root[512], g_proc[512];
 
 static void setup(void)
 {
-    g_dir = sl_test_tmpdir();
-    cr_assert_not_null(g_dir);
-    snprintf(g_root, sizeof(g_root), "%s/cgroup", g_dir);
-    snprintf(g_proc, sizeof(g_proc), "%s/proc_self_cgroup", g_dir);
+    sl_test_tmpdir_setup();
+    snprintf(g_root, sizeof(g_root), "%s/cgroup", sl_test_dir());
+    snprintf(g_proc, sizeof(g_proc), "%s/proc_self_cgroup", sl_test_dir());
 }
 
-static void teardown(void)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    cr_assert_eq(system(cmd), 0);
-    free(g_dir);
-}
-
-TestSuite(cpu, .init = setup, .fini = teardown);
+TestSuite(cpu, .init = setup, .fini = sl_test_tmpdir_teardown);
 
 /* Writes text to root/rel, creating the folders on the way. */
 static void put(const char *rel, const char *text)
@@ -146,7 +136,7 @@ Test(cpu, missing_files_leave_affinity)
     cr_assert_eq(sl__cpu_quota_at(g_root, g_proc), 0);
     cr_assert_eq(sl__cpu_budget_at(g_root, g_proc), affinity());
     char missing[600];
-    snprintf(missing, sizeof(missing), "%s/no_such_file", g_dir);
+    snprintf(missing, sizeof(missing), "%s/no_such_file", sl_test_dir());
     cr_assert_eq(sl__cpu_quota_at(g_root, missing), 0);
     cr_assert_eq(sl__cpu_budget_at(g_root, missing), affinity());
 }

@@ -19,28 +19,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char *g_dir;
-
-static void setup(void)
-{
-    g_dir = sl_test_tmpdir();
-    cr_assert_not_null(g_dir);
-}
-
-static void teardown(void)
-{
-    char cmd[1200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    cr_assert_eq(system(cmd), 0);
-    free(g_dir);
-}
-
-TestSuite(deadletter, .init = setup, .fini = teardown);
+TestSuite(deadletter, .init = sl_test_tmpdir_setup,
+          .fini = sl_test_tmpdir_teardown);
 
 static char *tmp_path(const char *name)
 {
     char *p = NULL;
-    cr_assert_gt(asprintf(&p, "%s/%s", g_dir, name), 0);
+    cr_assert_gt(asprintf(&p, "%s/%s", sl_test_dir(), name), 0);
     return p;
 }
 
@@ -532,7 +517,7 @@ Test(deadletter, open_in_missing_directory_names_it)
     snprintf(want, sizeof(want),
              "cannot open dead-letter file '%s': directory '%s/no/such/dir' "
              "does not exist",
-             path, g_dir);
+             path, sl_test_dir());
     cr_assert_str_eq(err, want);
     free(path);
 }

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 
 #include "hist.h"
+#include "testutil.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,20 +11,12 @@
 
 static uint64_t s_rng = 0x243f6a8885a308d3ull;
 
-static uint64_t s_next(void)
-{
-    s_rng ^= s_rng >> 12;
-    s_rng ^= s_rng << 25;
-    s_rng ^= s_rng >> 27;
-    return s_rng * 0x2545f4914f6cdd1dull;
-}
-
 /* Spread over all magnitudes: a random 64-bit value cut to a random
  * number of bits. */
 static uint64_t s_any(void)
 {
-    unsigned bits = (unsigned)(s_next() % 65);
-    uint64_t v = s_next();
+    unsigned bits = (unsigned)(sl_test_rand(&s_rng) % 65);
+    uint64_t v = sl_test_rand(&s_rng);
     return bits == 64 ? v : v & ((1ull << bits) - 1);
 }
 

@@ -11,7 +11,6 @@
 #include "testutil.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,9 +74,7 @@ Test(plugin, refuses_a_file_that_is_not_a_shared_object)
     cr_assert_null(sl__plugin_load(path, err, sizeof(err)));
     cr_assert_not_null(strstr(err, path), "%s", err);
     cr_assert_not_null(strstr(err, "cannot load plugin"), "%s", err);
-    remove(path);
-    remove(dir);
-    free(dir);
+    sl_test_rmtree(dir);
 }
 
 Test(plugin, refuses_name_mismatch_when_found_by_name)
@@ -184,9 +181,7 @@ Test(plugin, plugin_path_comes_before_the_build_folder)
     cr_assert_not_null(p, "%s", err);
     cr_assert_str_eq(p->path, link);
     sl__plugin_release(&p);
-    remove(link);
-    remove(dir);
-    free(dir);
+    sl_test_rmtree(dir);
 }
 
 Test(plugin, loading_twice_shares_the_handle)
@@ -258,48 +253,10 @@ Test(plugin, foreach_visits_bundled_plugins_once)
 
 /* ---- checksum_sink ------------------------------------------------------ */
 
-static char *s_dir;
-
-static int s_rm(const char *path, const struct stat *sb, int flag,
-                struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void s_setup(void)
-{
-    s_dir = sl_test_tmpdir();
-    cr_assert_not_null(s_dir);
-}
-
-static void s_teardown(void)
-{
-    nftw(s_dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
-    free(s_dir);
-}
-
-TestSuite(checksum_sink, .init = s_setup, .fini = s_teardown);
+TestSuite(checksum_sink, .init = sl_test_tmpdir_setup,
+          .fini = sl_test_tmpdir_teardown);
 
 #define CHECKSUM TEST_PLUGINS "/checksum_sink.so"
-
-static sl_harness_t *s_sink(const char *yaml)
-{
-    char err[2048] = "";
-    sl_harness_t *h = sl_harness_new(CHECKSUM, yaml, s_dir, err, sizeof(err));
-    cr_assert_not_null(h, "harness: %s", err);
-    return h;
-}
-
-static void s_sink_refused(const char *yaml, const char *want)
-{
-    char err[2048] = "";
-    sl_harness_t *h = sl_harness_new(CHECKSUM, yaml, s_dir, err, sizeof(err));
-    cr_assert_null(h, "config accepted: %s", yaml);
-    cr_assert_not_null(strstr(err, want), "error '%s' lacks '%s'", err, want);
-}
 
 static void s_push(sl_harness_t *h, const char *json)
 {
@@ -310,7 +267,7 @@ static void s_push(sl_harness_t *h, const char *json)
 static char *s_result(void)
 {
     char path[1024];
-    snprintf(path, sizeof(path), "%s/sum.txt", s_dir);
+    snprintf(path, sizeof(path), "%s/sum.txt", sl_test_dir());
     char *text = sl_test_read_file(path, NULL);
     cr_assert_not_null(text, "no %s", path);
     return text;
@@ -319,7 +276,8 @@ static char *s_result(void)
 Test(checksum_sink, counts_ids_and_appends_one_line_per_worker)
 {
     /* The harness numbers records 1, 2, 3, ... */
-    sl_harness_t *h = s_sink("path: sum.txt");
+    sl_harness_t *h = sl_test_harness(CHECKSUM, "path: sum.txt",
+                                      sl_test_dir());
     uint64_t x = 0;
     for (uint64_t id = 1; id <= 10; id++) {
         s_push(h, "{\"a\":1}");
@@ -335,7 +293,7 @@ Test(checksum_sink, counts_ids_and_appends_one_line_per_worker)
     free(text);
 
     /* A second worker appends; an empty one still reports. */
-    h = s_sink("path: sum.txt");
+    h = sl_test_harness(CHECKSUM, "path: sum.txt", sl_test_dir());
     sl_harness_destroy(&h);
     text = s_result();
     cr_assert_str_eq(text + strlen(want),
@@ -345,7 +303,9 @@ Test(checksum_sink, counts_ids_and_appends_one_line_per_worker)
 
 Test(checksum_sink, order_violations_per_key)
 {
-    sl_harness_t *h = s_sink("path: sum.txt\norder_by: [user]\nseq_field: seq");
+    sl_harness_t *h = sl_test_harness(CHECKSUM, "path: sum.txt\n"
+                                      "order_by: [user]\nseq_field: seq",
+                                      sl_test_dir());
     s_push(h, "{\"user\":\"a\",\"seq\":1}");
     s_push(h, "{\"user\":\"b\",\"seq\":1}");  /* another key: fine */
     s_push(h, "{\"user\":\"a\",\"seq\":2}");
@@ -370,7 +330,9 @@ Test(checksum_sink, order_violations_per_key)
 Test(checksum_sink, composite_and_nested_keys)
 {
     sl_harness_t *h =
-        s_sink("path: sum.txt\norder_by: [a, u.id]\nseq_field: s");
+        sl_test_harness(CHECKSUM,
+                        "path: sum.txt\norder_by: [a, u.id]\nseq_field: s",
+                        sl_test_dir());
     s_push(h, "{\"a\":1,\"u\":{\"id\":1},\"s\":5}");
     s_push(h, "{\"a\":1,\"u\":{\"id\":2},\"s\":1}"); /* other key */
     s_push(h, "{\"a\":\"1\",\"u\":{\"id\":1},\"s\":1}"); /* "1" is not 1 */
@@ -383,7 +345,8 @@ Test(checksum_sink, composite_and_nested_keys)
 
 Test(checksum_sink, seq_field_alone_is_one_key)
 {
-    sl_harness_t *h = s_sink("path: sum.txt\nseq_field: n");
+    sl_harness_t *h = sl_test_harness(CHECKSUM, "path: sum.txt\nseq_field: n",
+                                      sl_test_dir());
     s_push(h, "{\"n\":1,\"k\":\"x\"}");
     s_push(h, "{\"n\":2,\"k\":\"y\"}");
     s_push(h, "{\"n\":2,\"k\":\"z\"}");
@@ -395,7 +358,9 @@ Test(checksum_sink, seq_field_alone_is_one_key)
 
 Test(checksum_sink, table_grows_with_many_keys)
 {
-    sl_harness_t *h = s_sink("path: sum.txt\norder_by: [k]\nseq_field: s");
+    sl_harness_t *h = sl_test_harness(CHECKSUM, "path: sum.txt\n"
+                                      "order_by: [k]\nseq_field: s",
+                                      sl_test_dir());
     char rec[96];
     uint64_t n = 0, sum = 0, x = 0;
     for (int round = 1; round <= 3; round++)
@@ -426,30 +391,38 @@ Test(checksum_sink, table_grows_with_many_keys)
 
 Test(checksum_sink, config_errors)
 {
-    s_sink_refused("", "'path' is required");
-    s_sink_refused("path: [a]", "'path' must be a path string");
+    sl_test_refused(CHECKSUM, "", sl_test_dir(), "'path' is required");
+    sl_test_refused(CHECKSUM, "path: [a]", sl_test_dir(),
+                    "'path' must be a path string");
     /* The position is the offending value's. */
-    s_sink_refused("path: s.txt\norder_by: user\nseq_field: s", "config:2:11: ");
-    s_sink_refused("path: s.txt\norder_by: user\nseq_field: s",
-                   "'order_by' must be a list of field names");
-    s_sink_refused("path: s.txt\norder_by: [user, 3]\nseq_field: s",
-                   "config:2:18: ");
-    s_sink_refused("path: s.txt\norder_by: [user, 3, '']\nseq_field: s",
-                   "order_by[1] must be a field name");
-    s_sink_refused("path: s.txt\norder_by: [user, 3, '']\nseq_field: s",
-                   "order_by[2] must be a field name");
-    s_sink_refused("path: s.txt\norder_by: [user]",
-                   "'order_by' needs 'seq_field'");
-    s_sink_refused("path: s.txt\nseq_field: ''", "'seq_field' must be a field");
-    s_sink_refused("path: s.txt\nbogus: 1", "unknown key 'bogus'");
-    s_sink_refused("path: no/such/dir/s.txt", "cannot open '");
-    s_sink_refused("path: no/such/dir/s.txt", "No such file or directory");
+    sl_test_refused(CHECKSUM, "path: s.txt\norder_by: user\nseq_field: s",
+                    sl_test_dir(), "config:2:11: ");
+    sl_test_refused(CHECKSUM, "path: s.txt\norder_by: user\nseq_field: s",
+                    sl_test_dir(), "'order_by' must be a list of field names");
+    sl_test_refused(CHECKSUM, "path: s.txt\norder_by: [user, 3]\nseq_field: s",
+                    sl_test_dir(), "config:2:18: ");
+    sl_test_refused(CHECKSUM,
+                    "path: s.txt\norder_by: [user, 3, '']\nseq_field: s",
+                    sl_test_dir(), "order_by[1] must be a field name");
+    sl_test_refused(CHECKSUM,
+                    "path: s.txt\norder_by: [user, 3, '']\nseq_field: s",
+                    sl_test_dir(), "order_by[2] must be a field name");
+    sl_test_refused(CHECKSUM, "path: s.txt\norder_by: [user]", sl_test_dir(),
+                    "'order_by' needs 'seq_field'");
+    sl_test_refused(CHECKSUM, "path: s.txt\nseq_field: ''", sl_test_dir(),
+                    "'seq_field' must be a field");
+    sl_test_refused(CHECKSUM, "path: s.txt\nbogus: 1", sl_test_dir(),
+                    "unknown key 'bogus'");
+    sl_test_refused(CHECKSUM, "path: no/such/dir/s.txt", sl_test_dir(),
+                    "cannot open '");
+    sl_test_refused(CHECKSUM, "path: no/such/dir/s.txt", sl_test_dir(),
+                    "No such file or directory");
 }
 
 Test(checksum_sink, runs_in_the_real_runtime_with_two_workers)
 {
     char topo[1024], path[1024];
-    snprintf(topo, sizeof(topo), "%s/t.yaml", s_dir);
+    snprintf(topo, sizeof(topo), "%s/t.yaml", sl_test_dir());
     cr_assert_eq(sl_test_write_file(topo,
                                     "name: checksum\n"
                                     "stages:\n"
@@ -474,7 +447,7 @@ Test(checksum_sink, runs_in_the_real_runtime_with_two_workers)
     cr_assert_eq(rc, 0, "%s\n%s", cmd, out ? out : "");
     free(out);
 
-    snprintf(path, sizeof(path), "%s/sum.txt", s_dir);
+    snprintf(path, sizeof(path), "%s/sum.txt", sl_test_dir());
     cr_assert_eq(sl_test_count_lines(path), 2, "one line per worker");
     char *text = s_result();
     uint64_t count = 0, keys = 0, violations = 0;

@@ -5,7 +5,6 @@
 
 #include "testutil.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,30 +14,8 @@
 #define DOC_CC "cc -shared -fPIC -O2 -I framework/include " \
                "-o /tmp/plugins/upper.so docs/examples/upper.c"
 
-static char *s_dir;
-
-static int s_rm(const char *path, const struct stat *sb, int flag,
-                struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void s_setup(void)
-{
-    s_dir = sl_test_tmpdir();
-    cr_assert_not_null(s_dir);
-}
-
-static void s_teardown(void)
-{
-    nftw(s_dir, s_rm, 8, FTW_DEPTH | FTW_PHYS);
-    free(s_dir);
-}
-
-TestSuite(plugin_example, .init = s_setup, .fini = s_teardown);
+TestSuite(plugin_example, .init = sl_test_tmpdir_setup,
+          .fini = sl_test_tmpdir_teardown);
 
 /* Runs the documented build command from the source root, with warnings
  * as errors and the output in the test's folder. */
@@ -48,7 +25,7 @@ static void s_build(void)
     snprintf(cmd, sizeof(cmd),
              "cd '%s' && cc -shared -fPIC -O2 -Werror -Wall -Wextra "
              "-I framework/include -o '%s/upper.so' docs/examples/upper.c 2>&1",
-             SL_TEST_SOURCE_DIR, s_dir);
+             SL_TEST_SOURCE_DIR, sl_test_dir());
     int rc = sl_test_run(cmd, &out);
     cr_assert_eq(rc, 0, "%s\n%s", cmd, out ? out : "");
     cr_assert_str_eq(out ? out : "", "", "the build printed something");
@@ -62,7 +39,7 @@ static const char *s_topology(unsigned count, const char *upper_config)
 {
     static char path[1024];
     char text[1024];
-    snprintf(path, sizeof(path), "%s/t.yaml", s_dir);
+    snprintf(path, sizeof(path), "%s/t.yaml", sl_test_dir());
     snprintf(text, sizeof(text),
              "name: shout\n"
              "stages:\n"
@@ -83,15 +60,15 @@ static const char *s_topology(unsigned count, const char *upper_config)
 static int s_sluice(const char *args, char **out)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "SLUICE_PLUGIN_PATH='%s' '%s' %s 2>&1", s_dir,
-             sl_test_cli(), args);
+    snprintf(cmd, sizeof(cmd), "SLUICE_PLUGIN_PATH='%s' '%s' %s 2>&1",
+             sl_test_dir(), sl_test_cli(), args);
     return sl_test_run(cmd, out);
 }
 
 static char *s_output(size_t want_lines)
 {
     char path[1024];
-    snprintf(path, sizeof(path), "%s/out.jsonl", s_dir);
+    snprintf(path, sizeof(path), "%s/out.jsonl", sl_test_dir());
     cr_assert_eq(sl_test_count_lines(path), (long)want_lines);
     char *text = sl_test_read_file(path, NULL);
     cr_assert_not_null(text);
@@ -228,7 +205,7 @@ Test(plugin_example, listed_by_sluice_plugins)
                     "one field"),
         "%s", out);
     char path[1100];
-    snprintf(path, sizeof(path), "%s/upper.so", s_dir);
+    snprintf(path, sizeof(path), "%s/upper.so", sl_test_dir());
     cr_assert_not_null(strstr(out, path), "%s", out);
     free(out);
 }

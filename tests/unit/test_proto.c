@@ -4,6 +4,7 @@
 
 #include "batch.h"
 #include "proto.h"
+#include "testutil.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -271,20 +272,12 @@ Test(credit, reopen_grants_share_minus_held)
 
 /* ---- randomized simulation ---------------------------------------------- */
 
+/* A fixed seed, so that a failure replays exactly. */
 static uint64_t s_rng = 0x9e3779b97f4a7c15ull;
-
-static uint64_t s_next(void)
-{
-    /* xorshift64*: fixed seed, so a failure replays exactly. */
-    s_rng ^= s_rng >> 12;
-    s_rng ^= s_rng << 25;
-    s_rng ^= s_rng >> 27;
-    return s_rng * 0x2545f4914f6cdd1dull;
-}
 
 static uint32_t s_below(uint32_t n)
 {
-    return n ? (uint32_t)(s_next() % n) : 0;
+    return n ? (uint32_t)(sl_test_rand(&s_rng) % n) : 0;
 }
 
 #define SIM_LINKS 5

@@ -54,17 +54,6 @@ static bool have_plugins(void)
             cr_skip_test("bundled plugins are not built yet");            \
     } while (0)
 
-static const char *diag_text(void)
-{
-    static char buf[16384];
-    buf[0] = '\0';
-    for (size_t i = 0; i < g_diag.count; i++) {
-        strncat(buf, g_diag.lines[i], sizeof(buf) - strlen(buf) - 2);
-        strcat(buf, "\n");
-    }
-    return buf;
-}
-
 static sl_topology_t *parse(const char *yaml)
 {
     g_topo = sl__topology_parse("topo.yaml", "/base", yaml, &g_diag);
@@ -79,25 +68,9 @@ static void fails(const char *yaml)
 
 static void ok(const char *yaml)
 {
-    cr_assert_not_null(parse(yaml), "refused:\n%s", diag_text());
-    cr_assert_eq(g_diag.count, 0, "%s", diag_text());
-}
-
-static void expect_line(const char *want)
-{
-    for (size_t i = 0; i < g_diag.count; i++)
-        if (strcmp(g_diag.lines[i], want) == 0)
-            return;
-    cr_assert_fail("missing diagnostic:\n  %s\ngot:\n%s", want, diag_text());
-}
-
-static void expect_prefix(const char *want)
-{
-    for (size_t i = 0; i < g_diag.count; i++)
-        if (strncmp(g_diag.lines[i], want, strlen(want)) == 0)
-            return;
-    cr_assert_fail("no diagnostic starting with:\n  %s\ngot:\n%s", want,
-                   diag_text());
+    cr_assert_not_null(parse(yaml), "refused:\n%s",
+                       sl_test_diag_text(&g_diag));
+    cr_assert_eq(g_diag.count, 0, "%s", sl_test_diag_text(&g_diag));
 }
 
 static void expect_no(const char *fragment)
@@ -112,14 +85,15 @@ static void expect_no(const char *fragment)
 Test(topology, yaml_errors_come_through)
 {
     fails("stages:\n  - name: a\n    name: b\n");
-    expect_line("topo.yaml:3:5: duplicate key 'name' (first at 2:5)");
+    sl_test_expect_line(&g_diag,
+                        "topo.yaml:3:5: duplicate key 'name' (first at 2:5)");
 }
 
 Test(topology, root_must_be_a_map)
 {
     fails("- a\n- b\n");
-    expect_line("topo.yaml:1:1: a topology must be a map with a 'stages' "
-                "list, got a sequence");
+    sl_test_expect_line(&g_diag, "topo.yaml:1:1: a topology must be a map "
+                        "with a 'stages' list, got a sequence");
 }
 
 Test(topology, unknown_keys_at_every_level_with_hints)
@@ -129,14 +103,16 @@ Test(topology, unknown_keys_at_every_level_with_hints)
           "  worker: 2\n"
           "nme: x\n"
           "other: 1\n");
-    expect_line("topo.yaml:1:1: unknown key 'stagse' at the top level; did "
-                "you mean 'stages'?");
-    expect_line("topo.yaml:3:3: unknown key 'worker' in 'defaults'; did you "
-                "mean 'workers'?");
-    expect_line("topo.yaml:4:1: unknown key 'nme' at the top level; did you "
-                "mean 'name'?");
-    expect_line("topo.yaml:5:1: unknown key 'other' at the top level");
-    expect_line("topo.yaml:1:1: missing required key 'stages'");
+    sl_test_expect_line(&g_diag, "topo.yaml:1:1: unknown key 'stagse' at the "
+                        "top level; did you mean 'stages'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:3:3: unknown key 'worker' in "
+                        "'defaults'; did you mean 'workers'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:4:1: unknown key 'nme' at the "
+                        "top level; did you mean 'name'?");
+    sl_test_expect_line(&g_diag,
+                        "topo.yaml:5:1: unknown key 'other' at the top level");
+    sl_test_expect_line(&g_diag,
+                        "topo.yaml:1:1: missing required key 'stages'");
 
     teardown();
     setup();
@@ -148,9 +124,10 @@ Test(topology, unknown_keys_at_every_level_with_hints)
           "    colour: red\n"
           "  - name: n\n"
           "    plugin: null\n");
-    expect_line("topo.yaml:5:5: unknown key 'form' in stage 'g'; did you "
-                "mean 'from'?");
-    expect_line("topo.yaml:6:5: unknown key 'colour' in stage 'g'");
+    sl_test_expect_line(&g_diag, "topo.yaml:5:5: unknown key 'form' in stage "
+                        "'g'; did you mean 'from'?");
+    sl_test_expect_line(&g_diag,
+                        "topo.yaml:6:5: unknown key 'colour' in stage 'g'");
 }
 
 Test(topology, missing_required_keys)
@@ -159,8 +136,10 @@ Test(topology, missing_required_keys)
           "  - plugin: generator\n"
           "    config: {count: 1}\n"
           "  - name: n\n");
-    expect_line("topo.yaml:2:5: stage #1: missing required key 'name'");
-    expect_line("topo.yaml:4:5: stage 'n': missing required key 'plugin'");
+    sl_test_expect_line(&g_diag, "topo.yaml:2:5: stage #1: missing required "
+                        "key 'name'");
+    sl_test_expect_line(&g_diag, "topo.yaml:4:5: stage 'n': missing required "
+                        "key 'plugin'");
 }
 
 Test(topology, wrong_types_and_ranges)
@@ -184,33 +163,36 @@ Test(topology, wrong_types_and_ranges)
           "  - name: 'a b'\n"
           "    plugin: [x]\n"
           "  - just a string\n");
-    expect_line("topo.yaml:1:19: defaults: 'queue' must be from 1 to "
-                "16777216, got 0");
-    expect_line("topo.yaml:1:31: defaults: 'workers' must be 'auto' or an "
-                "integer from 1 to 1024, got integer '0'");
-    expect_line("topo.yaml:6:14: stage 'g': 'workers' must be 'auto' or an "
-                "integer from 1 to 1024, got string 'many'");
-    expect_line("topo.yaml:7:12: stage 'g': 'queue' must be from 1 to "
-                "16777216, got 16777217");
-    expect_line("topo.yaml:8:12: stage 'g': 'batch' must be from 1 to 4096, "
-                "got 4097");
-    expect_line("topo.yaml:11:12: stage 'n': 'queue' must be an integer from "
-                "1 to 16777216, got a sequence");
-    expect_line("topo.yaml:12:13: stage 'n': 'fanout' must be 'broadcast' or "
-                "'round_robin', got string 'broadcats'; did you mean "
-                "'broadcast'?");
-    expect_line("topo.yaml:13:19: stage 'n': 'partition_by' must be a dotted "
-                "field path such as 'user.id', got string 'user..id'");
-    expect_line("topo.yaml:14:11: stage 'n': 'from' must be a stage name or "
-                "a non-empty list of them, got a map");
-    expect_line("topo.yaml:15:13: stage 'n': 'config' must be a map, got a "
-                "sequence");
-    expect_line("topo.yaml:17:11: stage name 'a b' may only contain letters, "
-                "digits, '_' and '-'");
-    expect_line("topo.yaml:18:13: stage #3: 'plugin' must be a string, got a "
-                "sequence");
-    expect_line("topo.yaml:19:5: stage #4: each entry of 'stages' must be a "
-                "map, got string 'just a string'");
+    sl_test_expect_line(&g_diag, "topo.yaml:1:19: defaults: 'queue' must be "
+                        "from 1 to 16777216, got 0");
+    sl_test_expect_line(&g_diag, "topo.yaml:1:31: defaults: 'workers' must "
+                        "be 'auto' or an integer from 1 to 1024, got integer "
+                        "'0'");
+    sl_test_expect_line(&g_diag, "topo.yaml:6:14: stage 'g': 'workers' must "
+                        "be 'auto' or an integer from 1 to 1024, got string "
+                        "'many'");
+    sl_test_expect_line(&g_diag, "topo.yaml:7:12: stage 'g': 'queue' must be "
+                        "from 1 to 16777216, got 16777217");
+    sl_test_expect_line(&g_diag, "topo.yaml:8:12: stage 'g': 'batch' must be "
+                        "from 1 to 4096, got 4097");
+    sl_test_expect_line(&g_diag, "topo.yaml:11:12: stage 'n': 'queue' must "
+                        "be an integer from 1 to 16777216, got a sequence");
+    sl_test_expect_line(&g_diag, "topo.yaml:12:13: stage 'n': 'fanout' must "
+                        "be 'broadcast' or 'round_robin', got string "
+                        "'broadcats'; did you mean 'broadcast'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:13:19: stage 'n': 'partition_by' "
+                        "must be a dotted field path such as 'user.id', got "
+                        "string 'user..id'");
+    sl_test_expect_line(&g_diag, "topo.yaml:14:11: stage 'n': 'from' must be "
+                        "a stage name or a non-empty list of them, got a map");
+    sl_test_expect_line(&g_diag, "topo.yaml:15:13: stage 'n': 'config' must "
+                        "be a map, got a sequence");
+    sl_test_expect_line(&g_diag, "topo.yaml:17:11: stage name 'a b' may only "
+                        "contain letters, digits, '_' and '-'");
+    sl_test_expect_line(&g_diag, "topo.yaml:18:13: stage #3: 'plugin' must "
+                        "be a string, got a sequence");
+    sl_test_expect_line(&g_diag, "topo.yaml:19:5: stage #4: each entry of "
+                        "'stages' must be a map, got string 'just a string'");
     /* 0x10 is a valid batch. */
     expect_no("'batch' must be from 1 to 4096, got 16");
 }
@@ -223,10 +205,10 @@ Test(topology, spelled_out_null_is_a_name_but_tilde_is_nothing)
           "  - name:\n"
           "    plugin: null\n"
           "    from: null\n");
-    expect_line("topo.yaml:3:13: stage 'null': 'plugin' must be a string, "
-                "got null");
-    expect_line("topo.yaml:4:10: stage #2: 'name' must be a string, got "
-                "null");
+    sl_test_expect_line(&g_diag, "topo.yaml:3:13: stage 'null': 'plugin' "
+                        "must be a string, got null");
+    sl_test_expect_line(&g_diag, "topo.yaml:4:10: stage #2: 'name' must be a "
+                        "string, got null");
     expect_no("unknown stage");
 }
 
@@ -238,7 +220,8 @@ Test(topology, duplicate_stage_names)
           "    config: {count: 1}\n"
           "  - name: g\n"
           "    plugin: null\n");
-    expect_line("topo.yaml:5:11: duplicate stage name 'g' (first at 2:11)");
+    sl_test_expect_line(&g_diag, "topo.yaml:5:11: duplicate stage name 'g' "
+                        "(first at 2:11)");
 }
 
 Test(topology, from_unknown_or_repeated_stage)
@@ -250,13 +233,13 @@ Test(topology, from_unknown_or_repeated_stage)
           "  - name: sink\n"
           "    plugin: null\n"
           "    from: [gen, gne, nothing, gen]\n");
-    expect_line("topo.yaml:7:17: stage 'sink': 'from' names unknown stage "
-                "'gne'; did you mean 'gen'?");
-    expect_line("topo.yaml:7:22: stage 'sink': 'from' names unknown stage "
-                "'nothing'");
-    expect_line("topo.yaml:7:31: stage 'sink': 'gen' is listed twice in "
-                "'from'");
-    cr_assert_eq(g_diag.count, 3, "%s", diag_text());
+    sl_test_expect_line(&g_diag, "topo.yaml:7:17: stage 'sink': 'from' names "
+                        "unknown stage 'gne'; did you mean 'gen'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:7:22: stage 'sink': 'from' names "
+                        "unknown stage 'nothing'");
+    sl_test_expect_line(&g_diag, "topo.yaml:7:31: stage 'sink': 'gen' is "
+                        "listed twice in 'from'");
+    cr_assert_eq(g_diag.count, 3, "%s", sl_test_diag_text(&g_diag));
 }
 
 Test(topology, cycles_name_their_path)
@@ -275,7 +258,7 @@ Test(topology, cycles_name_their_path)
           "  - name: out\n"
           "    plugin: null\n"
           "    from: b\n");
-    expect_line("topo.yaml:8:17: cycle: a -> b -> a");
+    sl_test_expect_line(&g_diag, "topo.yaml:8:17: cycle: a -> b -> a");
     expect_no("-> src");
 
     teardown();
@@ -290,7 +273,7 @@ Test(topology, cycles_name_their_path)
           "    from: [src, self]\n"
           "  - name: out\n"
           "    plugin: null\n");
-    expect_line("topo.yaml:8:17: cycle: self -> self");
+    sl_test_expect_line(&g_diag, "topo.yaml:8:17: cycle: self -> self");
 }
 
 Test(topology, queue_must_cover_every_input)
@@ -306,8 +289,9 @@ Test(topology, queue_must_cover_every_input)
           "    plugin: null\n"
           "    from: [g1, g2]\n"
           "    queue: 1\n");
-    expect_line("topo.yaml:11:12: stage 'sink' has 2 inputs but 'queue' is "
-                "1; each input link needs at least one record of credit");
+    sl_test_expect_line(&g_diag, "topo.yaml:11:12: stage 'sink' has 2 inputs "
+                        "but 'queue' is 1; each input link needs at least "
+                        "one record of credit");
 
     teardown();
     setup();
@@ -323,20 +307,21 @@ Test(topology, queue_must_cover_every_input)
           "  - name: sink\n"
           "    plugin: null\n"
           "    from: [g1, g2]\n");
-    expect_line("topo.yaml:9:5: stage 'sink' has 2 inputs but 'queue' is 1; "
-                "each input link needs at least one record of credit");
+    sl_test_expect_line(&g_diag, "topo.yaml:9:5: stage 'sink' has 2 inputs "
+                        "but 'queue' is 1; each input link needs at least "
+                        "one record of credit");
 }
 
 Test(topology, empty_stages)
 {
     fails("stages: []\n");
-    expect_line("topo.yaml:1:9: 'stages' is empty; a topology needs at least "
-                "a source and a sink");
+    sl_test_expect_line(&g_diag, "topo.yaml:1:9: 'stages' is empty; a "
+                        "topology needs at least a source and a sink");
     teardown();
     setup();
     fails("name: x\nstages: 3\n");
-    expect_line("topo.yaml:2:9: 'stages' must be a list of stages, got "
-                "integer '3'");
+    sl_test_expect_line(&g_diag, "topo.yaml:2:9: 'stages' must be a list of "
+                        "stages, got integer '3'");
 }
 
 Test(topology, unknown_plugin_names_the_places_searched)
@@ -344,12 +329,13 @@ Test(topology, unknown_plugin_names_the_places_searched)
     fails("stages:\n"
           "  - name: x\n"
           "    plugin: no_such_plugin\n");
-    expect_prefix("topo.yaml:3:13: unknown plugin 'no_such_plugin': no "
-                  "no_such_plugin.so in ");
-    cr_assert(strstr(diag_text(), SL_TEST_BINARY_DIR "/stages"), "%s",
-              diag_text());
+    sl_test_expect_prefix(&g_diag, "topo.yaml:3:13: unknown plugin "
+                          "'no_such_plugin': no no_such_plugin.so in ");
+    cr_assert(strstr(sl_test_diag_text(&g_diag),
+                     SL_TEST_BINARY_DIR "/stages"),
+              "%s", sl_test_diag_text(&g_diag));
     /* Its kind is unknown, so no guesses about inputs or outputs. */
-    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
+    cr_assert_eq(g_diag.count, 1, "%s", sl_test_diag_text(&g_diag));
 }
 
 /* ---- errors that need the plugins' kinds ------------------------------ */
@@ -368,9 +354,10 @@ Test(topology, source_with_from)
           "  - name: out\n"
           "    plugin: null\n"
           "    from: [a, b]\n");
-    expect_line("topo.yaml:8:11: stage 'b' is a source (plugin 'generator') "
-                "and takes no input; remove 'from'");
-    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
+    sl_test_expect_line(&g_diag, "topo.yaml:8:11: stage 'b' is a source "
+                        "(plugin 'generator') and takes no input; remove "
+                        "'from'");
+    cr_assert_eq(g_diag.count, 1, "%s", sl_test_diag_text(&g_diag));
 }
 
 Test(topology, first_stage_must_be_a_source)
@@ -382,10 +369,12 @@ Test(topology, first_stage_must_be_a_source)
           "    config: {ms: 1}\n"
           "  - name: out\n"
           "    plugin: null\n");
-    expect_line("topo.yaml:2:5: stage 'd' has no input: it is the first "
-                "stage and plugin 'delay' is a transform, not a source; add "
-                "'from:' or start with a source");
-    expect_line("topo.yaml:2:3: the topology has no source stage");
+    sl_test_expect_line(&g_diag, "topo.yaml:2:5: stage 'd' has no input: it "
+                        "is the first stage and plugin 'delay' is a "
+                        "transform, not a source; add 'from:' or start with "
+                        "a source");
+    sl_test_expect_line(&g_diag,
+                        "topo.yaml:2:3: the topology has no source stage");
 }
 
 Test(topology, sinks_have_no_outputs)
@@ -402,12 +391,14 @@ Test(topology, sinks_have_no_outputs)
           "  - name: s3\n"
           "    plugin: null\n"
           "    from: [s1]\n");
-    expect_line("topo.yaml:7:5: stage 's2' takes input from the previous "
-                "stage 's1', but 's1' is a sink (plugin 'null') and has no "
-                "output; give stage 's2' a 'from:'");
-    expect_line("topo.yaml:11:12: stage 's3' takes input from 's1', but 's1' "
-                "is a sink (plugin 'null') and has no output");
-    cr_assert_eq(g_diag.count, 2, "%s", diag_text());
+    sl_test_expect_line(&g_diag, "topo.yaml:7:5: stage 's2' takes input from "
+                        "the previous stage 's1', but 's1' is a sink (plugin "
+                        "'null') and has no output; give stage 's2' a "
+                        "'from:'");
+    sl_test_expect_line(&g_diag, "topo.yaml:11:12: stage 's3' takes input "
+                        "from 's1', but 's1' is a sink (plugin 'null') and "
+                        "has no output");
+    cr_assert_eq(g_diag.count, 2, "%s", sl_test_diag_text(&g_diag));
 }
 
 Test(topology, output_going_nowhere)
@@ -426,9 +417,11 @@ Test(topology, output_going_nowhere)
           "    plugin: delay\n"
           "    config: {ms: 0}\n"
           "    from: g\n");
-    expect_line("topo.yaml:7:11: stage 'g2' output goes nowhere; add a sink");
-    expect_line("topo.yaml:10:11: stage 'd' output goes nowhere; add a sink");
-    cr_assert_eq(g_diag.count, 2, "%s", diag_text());
+    sl_test_expect_line(&g_diag, "topo.yaml:7:11: stage 'g2' output goes "
+                        "nowhere; add a sink");
+    sl_test_expect_line(&g_diag, "topo.yaml:10:11: stage 'd' output goes "
+                        "nowhere; add a sink");
+    cr_assert_eq(g_diag.count, 2, "%s", sl_test_diag_text(&g_diag));
 }
 
 Test(topology, no_sink_at_all)
@@ -438,8 +431,10 @@ Test(topology, no_sink_at_all)
           "  - name: g\n"
           "    plugin: generator\n"
           "    config: {count: 1}\n");
-    expect_line("topo.yaml:2:11: stage 'g' output goes nowhere; add a sink");
-    expect_line("topo.yaml:2:3: the topology has no sink stage");
+    sl_test_expect_line(&g_diag, "topo.yaml:2:11: stage 'g' output goes "
+                        "nowhere; add a sink");
+    sl_test_expect_line(&g_diag,
+                        "topo.yaml:2:3: the topology has no sink stage");
 }
 
 Test(topology, plugin_config_keys_and_validate)
@@ -457,15 +452,17 @@ Test(topology, plugin_config_keys_and_validate)
           "  - name: n\n"
           "    plugin: null\n"
           "    config: {x: 1}\n");
-    expect_line("topo.yaml:4:24: unknown key 'cuont' for plugin "
-                "'generator'; did you mean 'count'?");
-    expect_prefix("topo.yaml:7:13: stage 'd': 'ms' is required");
-    expect_prefix("topo.yaml:7:25: stage 'd': 'jitter_ms' must be between 0 "
-                  "and 60000");
+    sl_test_expect_line(&g_diag, "topo.yaml:4:24: unknown key 'cuont' for "
+                        "plugin 'generator'; did you mean 'count'?");
+    sl_test_expect_prefix(&g_diag,
+                          "topo.yaml:7:13: stage 'd': 'ms' is required");
+    sl_test_expect_prefix(&g_diag, "topo.yaml:7:25: stage 'd': 'jitter_ms' "
+                          "must be between 0 and 60000");
     /* No config at all: the plugin's complaint points at the stage. */
-    expect_prefix("topo.yaml:8:5: stage 'd2': 'ms' is required");
-    expect_line("topo.yaml:12:14: unknown key 'x' for plugin 'null' (it "
-                "takes no config)");
+    sl_test_expect_prefix(&g_diag,
+                          "topo.yaml:8:5: stage 'd2': 'ms' is required");
+    sl_test_expect_line(&g_diag, "topo.yaml:12:14: unknown key 'x' for "
+                        "plugin 'null' (it takes no config)");
 }
 
 Test(topology, max_workers_is_enforced_for_explicit_counts)
@@ -478,9 +475,9 @@ Test(topology, max_workers_is_enforced_for_explicit_counts)
           "  - name: out\n"
           "    plugin: stdout\n"
           "    workers: 2\n");
-    expect_line("topo.yaml:7:14: stage 'out': plugin 'stdout' allows at most "
-                "1 worker, got 2");
-    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
+    sl_test_expect_line(&g_diag, "topo.yaml:7:14: stage 'out': plugin "
+                        "'stdout' allows at most 1 worker, got 2");
+    cr_assert_eq(g_diag.count, 1, "%s", sl_test_diag_text(&g_diag));
 }
 
 Test(topology, fanout_on_sink_and_partition_on_source)
@@ -494,10 +491,10 @@ Test(topology, fanout_on_sink_and_partition_on_source)
           "  - name: out\n"
           "    plugin: null\n"
           "    fanout: round_robin\n");
-    expect_line("topo.yaml:5:19: stage 'g' is a source: it has no inputs, so "
-                "'partition_by' does not apply");
-    expect_line("topo.yaml:8:13: stage 'out' is a sink: it has no outputs, "
-                "so 'fanout' does not apply");
+    sl_test_expect_line(&g_diag, "topo.yaml:5:19: stage 'g' is a source: it "
+                        "has no inputs, so 'partition_by' does not apply");
+    sl_test_expect_line(&g_diag, "topo.yaml:8:13: stage 'out' is a sink: it "
+                        "has no outputs, so 'fanout' does not apply");
 }
 
 Test(topology, every_problem_in_file_order)
@@ -532,7 +529,7 @@ Test(topology, every_problem_in_file_order)
         "topo.yaml:15:14: stage 'out': plugin 'stdout' allows at most 1 "
         "worker, got 3",
     };
-    cr_assert_eq(g_diag.count, 6, "%s", diag_text());
+    cr_assert_eq(g_diag.count, 6, "%s", sl_test_diag_text(&g_diag));
     for (size_t i = 0; i < 6; i++)
         cr_assert_str_eq(g_diag.lines[i], want[i]);
 }
@@ -688,7 +685,7 @@ Test(topology, load_from_file_uses_its_stem_and_dir)
                                     "    config: {path: out.jsonl}\n"),
                  0);
     g_topo = sl__topology_load(file, &g_diag);
-    cr_assert_not_null(g_topo, "%s", diag_text());
+    cr_assert_not_null(g_topo, "%s", sl_test_diag_text(&g_diag));
     cr_assert_str_eq(g_topo->name, "my-pipe");
     cr_assert_str_eq(g_topo->path, file);
     char *real = realpath(dir, NULL), *path = NULL, want[1024];
@@ -700,16 +697,14 @@ Test(topology, load_from_file_uses_its_stem_and_dir)
     cr_assert_str_eq(path, want);
     free(path);
     free(real);
-    unlink(file);
-    rmdir(dir);
-    free(dir);
+    sl_test_rmtree(dir);
 }
 
 Test(topology, missing_file)
 {
     cr_assert_null(sl__topology_load("/nonexistent/t.yaml", &g_diag));
-    expect_line("/nonexistent/t.yaml: cannot read: No such file or "
-                "directory");
+    sl_test_expect_line(&g_diag, "/nonexistent/t.yaml: cannot read: No such "
+                        "file or directory");
 }
 
 /* ---- lanes, timeouts, retries, dead letters, elastic pools -------------- */
@@ -783,29 +778,32 @@ Test(topology, lane_and_timeout_errors)
           "  - {name: e, plugin: null, lane: process, timeout: 25h}\n"
           "  - {name: f, plugin: null, lane: 3, timout: 1.5s}\n"
           "  - {name: h, plugin: null, lane: process, timeout: [1]}\n");
-    expect_line("topo.yaml:1:18: defaults: 'lane' must be 'thread' or "
-                "'process', got string 'threads'; did you mean 'thread'?");
-    expect_line("topo.yaml:1:27: unknown key 'timeout' in 'defaults'");
+    sl_test_expect_line(&g_diag, "topo.yaml:1:18: defaults: 'lane' must be "
+                        "'thread' or 'process', got string 'threads'; did "
+                        "you mean 'thread'?");
+    sl_test_expect_line(&g_diag,
+                        "topo.yaml:1:27: unknown key 'timeout' in 'defaults'");
     /* The default lane is unknown, so no guess about a's timeout. */
     expect_no("stage 'a': timeout");
-    expect_line("topo.yaml:8:11: stage 'b': 'lane' must be 'thread' or "
-                "'process', got string 'proces'; did you mean 'process'?");
-    expect_line("topo.yaml:9:14: stage 'b': 'timeout' must be a duration "
-                "such as 500ms, 2s or 1m (a bare number is milliseconds), "
-                "got string '5 s'");
-    expect_line("topo.yaml:13:14: stage 'c': 'timeout' must be from 1ms to "
-                "24h, got integer '0'");
-    expect_line("topo.yaml:14:53: stage 'd': 'timeout' must be from 1ms to "
-                "24h, got integer '86400001'");
-    expect_line("topo.yaml:15:53: stage 'e': 'timeout' must be from 1ms to "
-                "24h, got string '25h'");
-    expect_line("topo.yaml:16:35: stage 'f': 'lane' must be 'thread' or "
-                "'process', got integer '3'");
-    expect_line("topo.yaml:16:38: unknown key 'timout' in stage 'f'; did you "
-                "mean 'timeout'?");
-    expect_line("topo.yaml:17:53: stage 'h': 'timeout' must be a duration "
-                "such as 500ms, 2s or 1m (a bare number is milliseconds), "
-                "got a sequence");
+    sl_test_expect_line(&g_diag, "topo.yaml:8:11: stage 'b': 'lane' must be "
+                        "'thread' or 'process', got string 'proces'; did you "
+                        "mean 'process'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:9:14: stage 'b': 'timeout' must "
+                        "be a duration such as 500ms, 2s or 1m (a bare "
+                        "number is milliseconds), got string '5 s'");
+    sl_test_expect_line(&g_diag, "topo.yaml:13:14: stage 'c': 'timeout' must "
+                        "be from 1ms to 24h, got integer '0'");
+    sl_test_expect_line(&g_diag, "topo.yaml:14:53: stage 'd': 'timeout' must "
+                        "be from 1ms to 24h, got integer '86400001'");
+    sl_test_expect_line(&g_diag, "topo.yaml:15:53: stage 'e': 'timeout' must "
+                        "be from 1ms to 24h, got string '25h'");
+    sl_test_expect_line(&g_diag, "topo.yaml:16:35: stage 'f': 'lane' must be "
+                        "'thread' or 'process', got integer '3'");
+    sl_test_expect_line(&g_diag, "topo.yaml:16:38: unknown key 'timout' in "
+                        "stage 'f'; did you mean 'timeout'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:17:53: stage 'h': 'timeout' must "
+                        "be a duration such as 500ms, 2s or 1m (a bare "
+                        "number is milliseconds), got a sequence");
 
     teardown();
     setup();
@@ -814,10 +812,10 @@ Test(topology, lane_and_timeout_errors)
           "  - {name: g, plugin: generator, timeout: 10s}\n"
           "  - {name: n, plugin: null, lane: process, timeout: 10s}\n"
           "  - {name: m, plugin: null, from: g, lane: thread, timeout: 1}\n");
-    expect_line("topo.yaml:3:43: stage 'g': timeout needs lane: process (a "
-                "thread cannot be stopped safely)");
-    expect_line("topo.yaml:5:61: stage 'm': timeout needs lane: process (a "
-                "thread cannot be stopped safely)");
+    sl_test_expect_line(&g_diag, "topo.yaml:3:43: stage 'g': timeout needs "
+                        "lane: process (a thread cannot be stopped safely)");
+    sl_test_expect_line(&g_diag, "topo.yaml:5:61: stage 'm': timeout needs "
+                        "lane: process (a thread cannot be stopped safely)");
     expect_no("stage 'n': timeout");
 }
 
@@ -865,26 +863,33 @@ Test(topology, retry_errors)
           "  - {name: e, plugin: null, retry: {max_attempts: x}}\n"
           "  - {name: f, plugin: null, retry: {max_backoff_ms: 50, "
           "backoff_ms: 60}}\n");
-    expect_line("topo.yaml:2:23: defaults: 'retry.max_backoff_ms' (10000) "
-                "must be at least 'retry.backoff_ms' (20000)");
-    expect_line("topo.yaml:2:30: unknown key 'max_attempt' in "
-                "'defaults.retry'; did you mean 'max_attempts'?");
-    expect_line("topo.yaml:6:27: stage 'a': 'retry.max_attempts' must be "
-                "from 1 to 1000, got 0");
-    expect_line("topo.yaml:6:42: stage 'a': 'retry.backoff_ms' must be from "
-                "0 to 86400000, got -1");
-    expect_line("topo.yaml:9:27: stage 'b': 'retry.max_attempts' must be "
-                "from 1 to 1000, got 1001");
+    sl_test_expect_line(&g_diag, "topo.yaml:2:23: defaults: "
+                        "'retry.max_backoff_ms' (10000) must be at least "
+                        "'retry.backoff_ms' (20000)");
+    sl_test_expect_line(&g_diag, "topo.yaml:2:30: unknown key 'max_attempt' "
+                        "in 'defaults.retry'; did you mean 'max_attempts'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:6:27: stage 'a': "
+                        "'retry.max_attempts' must be from 1 to 1000, got 0");
+    sl_test_expect_line(&g_diag, "topo.yaml:6:42: stage 'a': "
+                        "'retry.backoff_ms' must be from 0 to 86400000, got "
+                        "-1");
+    sl_test_expect_line(&g_diag, "topo.yaml:9:27: stage 'b': "
+                        "'retry.max_attempts' must be from 1 to 1000, got "
+                        "1001");
     /* The max is checked only when the values are valid. */
     expect_no("stage 'b': 'retry.max_backoff_ms'");
-    expect_line("topo.yaml:10:49: stage 'c': 'retry.max_backoff_ms' (10000) "
-                "must be at least 'retry.backoff_ms' (10001)");
-    expect_line("topo.yaml:11:36: stage 'd': 'retry' must be a map such as "
-                "{max_attempts: 3, backoff_ms: 100}, got integer '3'");
-    expect_line("topo.yaml:12:51: stage 'e': 'retry.max_attempts' must be an "
-                "integer from 1 to 1000, got string 'x'");
-    expect_line("topo.yaml:13:53: stage 'f': 'retry.max_backoff_ms' (50) "
-                "must be at least 'retry.backoff_ms' (60)");
+    sl_test_expect_line(&g_diag, "topo.yaml:10:49: stage 'c': "
+                        "'retry.max_backoff_ms' (10000) must be at least "
+                        "'retry.backoff_ms' (10001)");
+    sl_test_expect_line(&g_diag, "topo.yaml:11:36: stage 'd': 'retry' must "
+                        "be a map such as {max_attempts: 3, backoff_ms: 100},"
+                        " got integer '3'");
+    sl_test_expect_line(&g_diag, "topo.yaml:12:51: stage 'e': "
+                        "'retry.max_attempts' must be an integer from 1 to "
+                        "1000, got string 'x'");
+    sl_test_expect_line(&g_diag, "topo.yaml:13:53: stage 'f': "
+                        "'retry.max_backoff_ms' (50) must be at least "
+                        "'retry.backoff_ms' (60)");
 }
 
 /* A topology in a real folder (dead-letter folders are checked). */
@@ -911,10 +916,7 @@ static void make_base(void)
 
 static void drop_base(void)
 {
-    char cmd[1200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_base);
-    cr_assert_eq(system(cmd), 0);
-    free(g_base);
+    sl_test_rmtree(g_base);
 }
 
 static const char *in_base(const char *rel)
@@ -950,8 +952,8 @@ Test(topology, dead_letter_values)
              "    from: [a, b]\n"
              "    dead_letter: dlq/shared.mpk\n",
              g_base);
-    cr_assert_not_null(parse_in(yaml), "%s", diag_text());
-    cr_assert_eq(g_diag.count, 0, "%s", diag_text());
+    cr_assert_not_null(parse_in(yaml), "%s", sl_test_diag_text(&g_diag));
+    cr_assert_eq(g_diag.count, 0, "%s", sl_test_diag_text(&g_diag));
     const sl_topo_stage_t *s = g_topo->stages;
     cr_assert_str_eq(s[0].dl_path, in_base("dlq/g.jsonl"));
     cr_assert_eq(s[0].dl_format, SL_DL_JSONL);
@@ -976,12 +978,13 @@ Test(topology, dead_letter_errors)
           "  - {name: n, plugin: null}\n"
           "  - {name: m, plugin: null, from: g, dead_letter: dl.jsonl}\n");
     /* The default's folder is the same for every stage: reported once. */
-    expect_line("topo.yaml:2:16: defaults: dead_letter "
-                "'/base/nodir/{stage}.jsonl': directory '/base/nodir' does "
-                "not exist");
-    cr_assert_eq(count_containing("does not exist"), 2, "%s", diag_text());
-    expect_line("topo.yaml:6:51: stage 'm': dead_letter '/base/dl.jsonl': "
-                "directory '/base' does not exist");
+    sl_test_expect_line(&g_diag, "topo.yaml:2:16: defaults: dead_letter "
+                        "'/base/nodir/{stage}.jsonl': directory "
+                        "'/base/nodir' does not exist");
+    cr_assert_eq(count_containing("does not exist"), 2, "%s",
+                 sl_test_diag_text(&g_diag));
+    sl_test_expect_line(&g_diag, "topo.yaml:6:51: stage 'm': dead_letter "
+                        "'/base/dl.jsonl': directory '/base' does not exist");
 
     teardown();
     setup();
@@ -989,10 +992,12 @@ Test(topology, dead_letter_errors)
           "stages:\n"
           "  - {name: g, plugin: generator}\n"
           "  - {name: n, plugin: null}\n");
-    expect_line("topo.yaml:1:25: stage 'g': dead_letter '/base/q/g/dl.jsonl':"
-                " directory '/base/q/g' does not exist");
-    expect_line("topo.yaml:1:25: stage 'n': dead_letter '/base/q/n/dl.jsonl':"
-                " directory '/base/q/n' does not exist");
+    sl_test_expect_line(&g_diag, "topo.yaml:1:25: stage 'g': dead_letter "
+                        "'/base/q/g/dl.jsonl': directory '/base/q/g' does "
+                        "not exist");
+    sl_test_expect_line(&g_diag, "topo.yaml:1:25: stage 'n': dead_letter "
+                        "'/base/q/n/dl.jsonl': directory '/base/q/n' does "
+                        "not exist");
 
     teardown();
     setup();
@@ -1005,21 +1010,23 @@ Test(topology, dead_letter_errors)
           "fromat: jsonl}}\n"
           "  - {name: f, plugin: null, dead_letter: {path: /tmp}}\n"
           "  - {name: h, plugin: null, dead_lettre: /tmp/x}\n");
-    expect_line("topo.yaml:2:56: stage 'a': 'dead_letter.format' must be "
-                "'jsonl' or 'msgpack', got string 'jsnol'; did you mean "
-                "'jsonl'?");
-    expect_line("topo.yaml:3:49: stage 'b': 'dead_letter.path' must be a "
-                "file path, got a sequence");
-    expect_line("topo.yaml:4:42: stage 'c': 'dead_letter' must be a file "
-                "path or a map {path, format}, got a sequence");
-    expect_line("topo.yaml:5:42: stage 'd': 'dead_letter' must not be "
-                "empty");
-    expect_line("topo.yaml:6:63: unknown key 'fromat' in 'dead_letter' of "
-                "stage 'e'; did you mean 'format'?");
-    expect_line("topo.yaml:7:49: stage 'f': dead_letter '/tmp' is a "
-                "directory; name a file in it");
-    expect_line("topo.yaml:8:29: unknown key 'dead_lettre' in stage 'h'; did "
-                "you mean 'dead_letter'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:2:56: stage 'a': "
+                        "'dead_letter.format' must be 'jsonl' or 'msgpack', "
+                        "got string 'jsnol'; did you mean 'jsonl'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:3:49: stage 'b': "
+                        "'dead_letter.path' must be a file path, got a "
+                        "sequence");
+    sl_test_expect_line(&g_diag, "topo.yaml:4:42: stage 'c': 'dead_letter' "
+                        "must be a file path or a map {path, format}, got a "
+                        "sequence");
+    sl_test_expect_line(&g_diag, "topo.yaml:5:42: stage 'd': 'dead_letter' "
+                        "must not be empty");
+    sl_test_expect_line(&g_diag, "topo.yaml:6:63: unknown key 'fromat' in "
+                        "'dead_letter' of stage 'e'; did you mean 'format'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:7:49: stage 'f': dead_letter "
+                        "'/tmp' is a directory; name a file in it");
+    sl_test_expect_line(&g_diag, "topo.yaml:8:29: unknown key 'dead_lettre' "
+                        "in stage 'h'; did you mean 'dead_letter'?");
     expect_no("stage 'a': 'dead_letter' needs");
 }
 
@@ -1042,15 +1049,16 @@ Test(topology, dead_letter_folder_and_format_conflicts)
     snprintf(want, sizeof(want), "topo.yaml:2:54: stage 'g': dead_letter "
              "'%s': '%s' is not a directory", in_base("file/dl"),
              in_base("file"));
-    expect_line(want);
-    expect_line("topo.yaml:3:42: stage 'n': 'dead_letter' needs 'path'");
+    sl_test_expect_line(&g_diag, want);
+    sl_test_expect_line(&g_diag, "topo.yaml:3:42: stage 'n': 'dead_letter' "
+                        "needs 'path'");
     snprintf(want, sizeof(want), "topo.yaml:4:51: stage 'm': dead_letter "
              "'%s' is a directory; name a file in it", in_base("dlq/"));
-    expect_line(want);
+    sl_test_expect_line(&g_diag, want);
     snprintf(want, sizeof(want), "topo.yaml:9:51: stage 'y': dead_letter "
              "'%s' is also written by stage 'x' as msgpack; one file holds "
              "one format", in_base("dlq/all.log"));
-    expect_line(want);
+    sl_test_expect_line(&g_diag, want);
     expect_no("stage 'x': dead_letter");
     drop_base();
 }
@@ -1097,19 +1105,19 @@ Test(topology, elastic_workers_errors)
           "  - {name: a, plugin: null, workers: {min: 4, max: 2}}\n"
           "  - {name: b, plugin: null, workers: {max: 1025, mx: 2}}\n"
           "  - {name: c, plugin: null, workers: {max: 2, idle: soon}}\n");
-    expect_line("topo.yaml:1:27: defaults: 'workers.min' must be from 1 to "
-                "1024, got 0");
-    expect_line("topo.yaml:3:43: stage 'g': 'workers' as a map needs 'max' "
-                "(and may have 'min' and 'idle')");
-    expect_line("topo.yaml:4:52: stage 'a': 'workers.max' (2) must be at "
-                "least 'workers.min' (4)");
-    expect_line("topo.yaml:5:44: stage 'b': 'workers.max' must be from 1 to "
-                "1024, got 1025");
-    expect_line("topo.yaml:5:50: unknown key 'mx' in 'workers' of stage 'b'; "
-                "did you mean 'max'?");
-    expect_line("topo.yaml:6:53: stage 'c': 'workers.idle' must be a "
-                "duration such as 500ms, 2s or 1m (a bare number is "
-                "milliseconds), got string 'soon'");
+    sl_test_expect_line(&g_diag, "topo.yaml:1:27: defaults: 'workers.min' "
+                        "must be from 1 to 1024, got 0");
+    sl_test_expect_line(&g_diag, "topo.yaml:3:43: stage 'g': 'workers' as a "
+                        "map needs 'max' (and may have 'min' and 'idle')");
+    sl_test_expect_line(&g_diag, "topo.yaml:4:52: stage 'a': 'workers.max' "
+                        "(2) must be at least 'workers.min' (4)");
+    sl_test_expect_line(&g_diag, "topo.yaml:5:44: stage 'b': 'workers.max' "
+                        "must be from 1 to 1024, got 1025");
+    sl_test_expect_line(&g_diag, "topo.yaml:5:50: unknown key 'mx' in "
+                        "'workers' of stage 'b'; did you mean 'max'?");
+    sl_test_expect_line(&g_diag, "topo.yaml:6:53: stage 'c': 'workers.idle' "
+                        "must be a duration such as 500ms, 2s or 1m (a bare "
+                        "number is milliseconds), got string 'soon'");
 }
 
 Test(topology, elastic_max_respects_the_plugin_limit)
@@ -1118,7 +1126,7 @@ Test(topology, elastic_max_respects_the_plugin_limit)
     fails("stages:\n"
           "  - {name: g, plugin: generator, config: {count: 1}}\n"
           "  - {name: out, plugin: stdout, workers: {min: 1, max: 2}}\n");
-    expect_line("topo.yaml:3:56: stage 'out': plugin 'stdout' allows at "
-                "most 1 worker, got 2");
-    cr_assert_eq(g_diag.count, 1, "%s", diag_text());
+    sl_test_expect_line(&g_diag, "topo.yaml:3:56: stage 'out': plugin "
+                        "'stdout' allows at most 1 worker, got 2");
+    cr_assert_eq(g_diag.count, 1, "%s", sl_test_diag_text(&g_diag));
 }
