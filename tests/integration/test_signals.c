@@ -27,6 +27,39 @@ static pid_t s_spawn(const char *topo, const char *report, const char *log)
     return pid;
 }
 
+/* Bounded wait until `pid` has `sig` in its blocked mask (/proc status). */
+static int s_wait_blocked(pid_t pid, int sig, int timeout_ms)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    for (int waited = 0; waited < timeout_ms; waited += 5) {
+        char *status = sl_test_read_file(path, NULL);
+        const char *line = status ? strstr(status, "SigBlk:") : NULL;
+        unsigned long long mask = line ? strtoull(line + 7, NULL, 16) : 0;
+        free(status);
+        if (mask & (1ull << (sig - 1)))
+            return 1;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* Bounded wait until the file contains text. */
+static int s_wait_in_file(const char *path, const char *text, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 5) {
+        char *got = sl_test_read_file(path, NULL);
+        int found = got && strstr(got, text);
+        free(got);
+        if (found)
+            return 1;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 static char *s_topology(const char *dir, const char *out)
 {
     char *path = NULL, *text = NULL;
@@ -112,11 +145,13 @@ Test(signals, second_signal_aborts, .timeout = 60)
     cr_assert_eq(sl_test_write_file(topo, slow), 0);
 
     pid_t pid = s_spawn(topo, report, log);
-    /* Wait until the delay stage holds records (its queue fills at once). */
-    struct timespec ts = {0, 300 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    /* Signal only once the run handles signals itself (it blocks them in
+     * every thread and takes them synchronously), and the second only once
+     * the first has been acted on. */
+    cr_assert(s_wait_blocked(pid, SIGTERM, 20000), "SIGTERM never blocked");
     kill(pid, SIGTERM);
-    nanosleep(&ts, NULL);
+    cr_assert(s_wait_in_file(log, "SIGTERM: stopping", 20000),
+              "the first signal was not acted on");
     kill(pid, SIGINT);
     int code = sl_test_wait_exit(pid, 20);
     char *text = sl_test_read_file(log, NULL);
