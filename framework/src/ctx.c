@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -47,6 +48,8 @@ int sl__ctx_init(sl_ctx_t *ctx, const char *stage, unsigned stage_index,
 
 void sl__ctx_fini(sl_ctx_t *ctx)
 {
+    free(ctx->pos);
+    ctx->pos = NULL;
     sl__batch_fini(&ctx->out);
     msgpack_zone_destroy(&ctx->zone);
 }
@@ -298,6 +301,28 @@ int sl_ctx_stopping(const sl_ctx_t *ctx)
     return ctx->stopping ? atomic_load_explicit(ctx->stopping,
                                                 memory_order_relaxed)
                          : 0;
+}
+
+int sl_ctx_set_position(sl_ctx_t *ctx, const void *pos, size_t len)
+{
+    if (len > SL_POSITION_MAX || (len && !pos))
+        return -EINVAL;
+    if (!ctx->positions_on)
+        return 0;
+    if (!ctx->pos && !(ctx->pos = malloc(SL_POSITION_MAX)))
+        return -ENOMEM;
+    if (len)
+        memcpy(ctx->pos, pos, len);
+    ctx->pos_len = len;
+    ctx->pos_new = 1;
+    return 0;
+}
+
+const void *sl_ctx_resume_position(const sl_ctx_t *ctx, size_t *len)
+{
+    if (len)
+        *len = ctx->resume ? ctx->resume_len : 0;
+    return ctx->resume;
 }
 
 const char *sl_ctx_stage(const sl_ctx_t *ctx) { return ctx->stage; }

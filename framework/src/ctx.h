@@ -52,6 +52,15 @@ struct sl_ctx {
     int packing;             /* between emit_begin and emit_commit */
 
     const atomic_int *stopping;
+    /* Resumable sources: positions are kept only when the run commits
+     * them (positions_on); `pos` is the newest, `pos_new` says it changed
+     * since the host last took it. `resume` is owned by whoever set it. */
+    int positions_on;
+    int pos_new;
+    size_t pos_len;
+    const void *resume;
+    size_t resume_len;
+    char *pos;               /* SL_POSITION_MAX bytes once positions_on */
     char err[512];
     int has_err;
     msgpack_zone zone;

@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const s_top_keys[] = {"name", "defaults", "stages", NULL};
+static const char *const s_top_keys[] = {"name",  "defaults", "stages",
+                                         "resources", "grace", "spill",
+                                         "state_dir", NULL};
 
 /* ---- reporting ---------------------------------------------------------- */
 
@@ -236,6 +238,9 @@ static void s_resolve_inputs(sl_topo_parse_t *p, size_t i)
         return;
     }
     if (!from) {
+        /* A dead-letter target without `from` takes only dead letters. */
+        if (sl__topo_is_dl_target(p, i))
+            return;
         if (i > 0) {
             if (s_add_input(s, in, i - 1, s->node) != 0)
                 p->oom = true;
@@ -374,12 +379,17 @@ static void s_check_cycles(sl_topo_parse_t *p)
         color[root] = 1;
         while (d > 0) {
             size_t u = stack[d - 1];
-            if (next[d - 1] == t->stages[u].n_outputs) {
+            const sl_topo_stage_t *su = &t->stages[u];
+            /* dead-letter links are edges too */
+            size_t n_adj = su->n_outputs + (su->dl_stage >= 0);
+            if (next[d - 1] == n_adj) {
                 color[u] = 2;
                 d--;
                 continue;
             }
-            size_t v = t->stages[u].outputs[next[d - 1]++];
+            size_t e = next[d - 1]++;
+            size_t v = e < su->n_outputs ? su->outputs[e]
+                                         : (size_t)su->dl_stage;
             if (color[v] == 1) {
                 s_report_cycle(p, stack, d, v);
             } else if (color[v] == 0) {
@@ -425,6 +435,7 @@ static void s_parse_top(sl_topo_parse_t *p, const sl_config_t *root)
                                       : s_stem(t->path);
     if (!t->name)
         p->oom = true;
+    sl__topo_parse_run(p, root);
     sl__topo_parse_defaults(p, sl_config_get(root, "defaults"));
 
     const sl_config_t *stages = sl_config_get(root, "stages");
@@ -451,11 +462,15 @@ static void s_parse_top(sl_topo_parse_t *p, const sl_config_t *root)
     }
     t->n_stages = n;
     for (size_t i = 0; i < n; i++)
+        t->stages[i].dl_stage = -1;
+    for (size_t i = 0; i < n; i++)
         sl__topo_parse_stage(p, i, sl_config_at(stages, i));
+    sl__topo_resolve_dl_stages(p);
     for (size_t i = 0; i < n; i++)
         if (t->stages[i].node)
             s_resolve_inputs(p, i);
     s_link(p);
+    sl__topo_link_dl(p);
     s_check_ends(p);
     sl__topo_check_dl_files(p);
     s_check_cycles(p);
@@ -535,10 +550,17 @@ void sl__topology_destroy(sl_topology_t **tp)
         free(s->plugin_name);
         free(s->partition_by);
         free(s->dl_path);
+        free(s->uses);
+        sl__topo_prio_rule_free(s->priority);
         free(s->inputs);
         free(s->outputs);
     }
     free(t->stages);
+    for (size_t k = 0; k < t->n_resources; k++)
+        free(t->resources[k].name);
+    free(t->resources);
+    free(t->spill_path);
+    free(t->state_dir);
     sl__config_doc_destroy(&t->doc);
     free(t->name);
     free(t->path);

@@ -21,6 +21,36 @@ typedef enum sl_lane {
     SL_LANE_PROCESS = 1 /* workers are child processes, joined over ipc */
 } sl_lane_t;
 
+/* What a producer does with a batch for this stage when the stage has no
+ * room (no credit on the link): wait (the default, backpressure), or keep
+ * its other outputs moving by writing the batch to the spill file or to
+ * this stage's dead-letter target instead. */
+typedef enum sl_when_full {
+    SL_WHEN_FULL_BLOCK = 0,
+    SL_WHEN_FULL_SPILL = 1,
+    SL_WHEN_FULL_DEAD_LETTER = 2
+} sl_when_full_t;
+
+/* `priority:` on a stage: how the priority of each record it emits is
+ * set, from a field. With `values` the field's text (or integer) is looked
+ * up there; without, the field must hold an integer. Anything else (the
+ * field missing, an unknown value) gets `dflt`. Levels are clamped to
+ * SL_PRIO_LEVELS - 1. */
+#define SL_PRIO_LEVELS 8
+typedef struct sl_prio_rule {
+    char *field;       /* dotted path */
+    char **keys;       /* values: text of each key */
+    uint8_t *levels;   /* its level */
+    size_t n_values;
+    uint8_t dflt;
+} sl_prio_rule_t;
+
+/* A named limit shared by stages (`resources: {db: 20}`). */
+typedef struct sl_topo_resource {
+    char *name;
+    uint32_t limit;
+} sl_topo_resource_t;
+
 typedef struct sl_topo_stage {
     char *name;
     char *plugin_name;
@@ -48,6 +78,12 @@ typedef struct sl_topo_stage {
     char *dl_path;              /* absolute dead-letter file, `{stage}`
                                    replaced; NULL when not configured */
     sl_dl_format_t dl_format;   /* meaningful when dl_path is set */
+    long dl_stage;              /* dead_letter: {stage: NAME}: its index,
+                                   or -1 */
+    sl_when_full_t when_full;   /* for the links into this stage */
+    sl_prio_rule_t *priority;   /* for records this stage emits, or NULL */
+    size_t *uses;               /* indices into topology resources */
+    size_t n_uses;
     size_t *inputs;             /* indices of upstream stages */
     size_t n_inputs;
     size_t *outputs;            /* indices of downstream stages */
@@ -60,6 +96,14 @@ typedef struct sl_topology {
     sl_config_doc_t *doc; /* owns every node referenced above */
     sl_topo_stage_t *stages; /* in file order; sources first not assumed */
     size_t n_stages;
+    sl_topo_resource_t *resources; /* `resources:` */
+    size_t n_resources;
+    uint32_t grace_ms;    /* `grace:`, default 30 s: drain before spilling */
+    char *spill_path;     /* `spill:` (absolute), default
+                             "<topology dir>/<name>.spill.jsonl" */
+    sl_dl_format_t spill_format;
+    char *state_dir;      /* `state_dir:` (absolute), or NULL: positions
+                             are neither committed nor resumed */
 } sl_topology_t;
 
 /* Loads and fully validates a topology: YAML syntax, unknown keys, bad
@@ -74,6 +118,8 @@ sl_topology_t *sl__topology_load(const char *path, sl_diag_t *diag);
 sl_topology_t *sl__topology_parse(const char *name, const char *basedir,
                                   const char *text, sl_diag_t *diag);
 void sl__topology_destroy(sl_topology_t **topo);
+
+void sl__topo_prio_rule_free(sl_prio_rule_t *rule);
 
 /* Index of a stage by name, or -1. */
 long sl__topology_find(const sl_topology_t *topo, const char *name);

@@ -33,13 +33,14 @@ static const char *const s_default_keys[] = {
 static const char *const s_stage_keys[] = {
     "name",         "plugin", "config",  "workers", "queue",
     "batch",        "from",   "fanout",  "lane",    "timeout",
-    "partition_by", "retry",  "dead_letter", NULL};
+    "partition_by", "retry",  "dead_letter", "uses", "when_full",
+    "priority", NULL};
 static const char *const s_fanouts[] = {"broadcast", "round_robin", NULL};
 static const char *const s_lanes[] = {"thread", "process", NULL};
 static const char *const s_pool_keys[] = {"min", "max", "idle", NULL};
 static const char *const s_retry_keys[] = {"max_attempts", "backoff_ms",
                                            "max_backoff_ms", NULL};
-static const char *const s_dl_keys[] = {"path", "format", NULL};
+static const char *const s_dl_keys[] = {"path", "format", "stage", NULL};
 static const char *const s_dl_formats[] = {"jsonl", "msgpack", NULL};
 
 /* ---- scalar fields ------------------------------------------------------ */
@@ -123,7 +124,7 @@ static bool s_parse_duration(const char *s, uint64_t *ms)
 
 /* A duration from 1 ms to 24 h: whole milliseconds, or a string with a
  * unit. */
-static bool s_get_duration(sl_topo_parse_t *p, const sl_config_t *n,
+bool sl__topo_get_duration(sl_topo_parse_t *p, const sl_config_t *n,
                            const char *key, const char *label, uint32_t *out)
 {
     char buf[96];
@@ -173,7 +174,7 @@ static bool s_get_pool(sl_topo_parse_t *p, const sl_config_t *n,
         s_get_range(p, mx, "workers.max", label, 1, SL_TOPO_MAX_WORKERS,
                     &w.max);
     if (idle)
-        s_get_duration(p, idle, "workers.idle", label, &w.idle_ms);
+        sl__topo_get_duration(p, idle, "workers.idle", label, &w.idle_ms);
     if (p->diag->count != before)
         return false;
     if (w.max < w.min) {
@@ -265,9 +266,28 @@ static void s_get_dl(sl_topo_parse_t *p, const sl_config_t *n,
         if (f && (d.format = s_get_word(p, f, "dead_letter.format", label,
                                         s_dl_formats)) < 0)
             return;
+        const sl_config_t *to = sl_config_get(n, "stage");
         key = "dead_letter.path";
-        if (!(d.node = sl_config_get(n, "path"))) {
-            sl__topo_err(p, n, "%s: 'dead_letter' needs 'path'", label);
+        d.node = sl_config_get(n, "path");
+        if (to) {
+            if (d.node || f) {
+                sl__topo_err(p, d.node ? d.node : f, "%s: 'dead_letter' takes "
+                             "either 'stage' or 'path' (with 'format'), not "
+                             "both", label);
+                return;
+            }
+            if (!sl__topo_name_text(to)) {
+                sl__topo_err(p, to, "%s: 'dead_letter.stage' must be a stage "
+                             "name, got %s", label,
+                             sl__topo_what(to, buf, sizeof(buf)));
+                return;
+            }
+            *out = (sl_topo_dl_t){.stage_node = to, .format = -1};
+            return;
+        }
+        if (!d.node) {
+            sl__topo_err(p, n, "%s: 'dead_letter' needs 'path' (a file) or "
+                         "'stage' (a stage to route dead letters to)", label);
             return;
         }
     }
@@ -286,7 +306,7 @@ static void s_get_dl(sl_topo_parse_t *p, const sl_config_t *n,
 
 /* The path with each "{stage}" replaced, made absolute against the
  * topology's folder. NULL if out of memory. */
-static char *s_dl_path(sl_topo_parse_t *p, const char *text, const char *stage)
+char *sl__topo_path(sl_topo_parse_t *p, const char *text, const char *stage)
 {
     static const char token[] = "{stage}";
     const size_t tl = sizeof(token) - 1;
@@ -313,15 +333,16 @@ static char *s_dl_path(sl_topo_parse_t *p, const char *text, const char *stage)
 
 /* The folder of a dead-letter file must exist; it is not created here
  * (validation has no side effects). */
-static void s_check_dl_dir(sl_topo_parse_t *p, const sl_config_t *at,
-                           const char *label, const char *path)
+void sl__topo_check_file_dir(sl_topo_parse_t *p, const sl_config_t *at,
+                             const char *label, const char *what,
+                             const char *path)
 {
     struct stat sb;
     size_t len = strlen(path);
     if (path[len - 1] == '/' || (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))) {
         sl__topo_err(p, at,
-                     "%s: dead_letter '%s' is a directory; name a file in it",
-                     label, path);
+                     "%s: %s '%s' is a directory; name a file in it",
+                     label, what, path);
         return;
     }
     char *dir = strdup(path);
@@ -333,15 +354,15 @@ static void s_check_dl_dir(sl_topo_parse_t *p, const sl_config_t *at,
     slash[slash == dir] = '\0'; /* "/x" keeps its "/" */
     if (stat(dir, &sb) < 0)
         sl__topo_err(p, at,
-                     "%s: dead_letter '%s': directory '%s' does not exist",
-                     label, path, dir);
+                     "%s: %s '%s': directory '%s' does not exist",
+                     label, what, path, dir);
     else if (!S_ISDIR(sb.st_mode))
-        sl__topo_err(p, at, "%s: dead_letter '%s': '%s' is not a directory",
-                     label, path, dir);
+        sl__topo_err(p, at, "%s: %s '%s': '%s' is not a directory",
+                     label, what, path, dir);
     free(dir);
 }
 
-static sl_dl_format_t s_dl_format_of(const char *path)
+sl_dl_format_t sl__topo_dl_format_of(const char *path)
 {
     const char *dot = strrchr(strrchr(path, '/'), '.');
     if (dot && (strcasecmp(dot, ".msgpack") == 0 ||
@@ -406,12 +427,12 @@ void sl__topo_parse_defaults(sl_topo_parse_t *p, const sl_config_t *defaults)
     const char *slash = text ? strrchr(text, '/') : NULL;
     const char *tok = text ? strstr(text, "{stage}") : NULL;
     if (text && (!tok || !slash || tok > slash)) {
-        char *path = s_dl_path(p, text, "{stage}");
+        char *path = sl__topo_path(p, text, "{stage}");
         if (!path) {
             p->oom = true;
             return;
         }
-        s_check_dl_dir(p, p->d_dl.node, "defaults", path);
+        sl__topo_check_file_dir(p, p->d_dl.node, "defaults", "dead_letter", path);
         p->d_dl_checked = true;
         free(path);
     }
@@ -431,7 +452,7 @@ static bool s_valid_name(const char *s)
 }
 
 /* "user.id": non-empty segments separated by single dots. */
-static bool s_valid_field_path(const char *s)
+bool sl__topo_valid_field_path(const char *s)
 {
     if (!*s || *s == '.' || s[strlen(s) - 1] == '.' || strstr(s, ".."))
         return false;
@@ -596,7 +617,7 @@ static void s_stage_failures(sl_topo_parse_t *p, size_t i,
     s->lane = lane < 0 ? p->d_lane : (sl_lane_t)lane;
     /* After a bad lane, the lane is unknown: no guess about timeouts. */
     if ((n = sl_config_get(st, "timeout")) &&
-        s_get_duration(p, n, "timeout", in->label, &s->timeout_ms) &&
+        sl__topo_get_duration(p, n, "timeout", in->label, &s->timeout_ms) &&
         lane == SL_LANE_THREAD) {
         sl__topo_err(p, n, "%s: timeout needs lane: process (a thread cannot "
                      "be stopped safely)", in->label);
@@ -615,17 +636,19 @@ static void s_stage_failures(sl_topo_parse_t *p, size_t i,
         dl = (sl_topo_dl_t){.format = -1};
         s_get_dl(p, n, in->label, &dl);
     }
+    in->dl_stage_node = dl.stage_node;
+    in->dl_stage_own = own;
     if (!dl.node || !s->name) /* none, or reported already */
         return;
-    if (!(s->dl_path = s_dl_path(p, sl_config_str(dl.node), s->name))) {
+    if (!(s->dl_path = sl__topo_path(p, sl_config_str(dl.node), s->name))) {
         p->oom = true;
         return;
     }
     s->dl_format = dl.format >= 0 ? (sl_dl_format_t)dl.format
-                                  : s_dl_format_of(s->dl_path);
+                                  : sl__topo_dl_format_of(s->dl_path);
     in->dl_node = dl.node;
     if (own || !p->d_dl_checked)
-        s_check_dl_dir(p, dl.node, in->label, s->dl_path);
+        sl__topo_check_file_dir(p, dl.node, in->label, "dead_letter", s->dl_path);
 }
 
 static void s_stage_flow(sl_topo_parse_t *p, size_t i, const sl_config_t *st)
@@ -653,7 +676,7 @@ static void s_stage_flow(sl_topo_parse_t *p, size_t i, const sl_config_t *st)
     if ((n = sl_config_get(st, "partition_by"))) {
         in->partition_node = n;
         if (sl_config_type(n) != SL_CONFIG_STRING ||
-            !s_valid_field_path(sl_config_str(n)))
+            !sl__topo_valid_field_path(sl_config_str(n)))
             sl__topo_err(p, n, "%s: 'partition_by' must be a dotted field "
                          "path such as 'user.id', got %s", in->label,
                          sl__topo_what(n, buf, sizeof(buf)));
@@ -719,6 +742,7 @@ void sl__topo_parse_stage(sl_topo_parse_t *p, size_t i, const sl_config_t *st)
     s_stage_numbers(p, i, st);
     s_stage_flow(p, i, st);
     s_stage_failures(p, i, st);
+    sl__topo_parse_stage_routing(p, i, st);
 }
 
 /* ---- across stages ------------------------------------------------------ */

@@ -21,6 +21,9 @@ typedef struct sl_topo_info {
     const sl_config_t *fanout_node;
     const sl_config_t *partition_node;
     const sl_config_t *dl_node;     /* the dead-letter path, if any */
+    const sl_config_t *dl_stage_node; /* dead_letter: {stage: NAME} */
+    bool dl_stage_own;              /* ...written on the stage itself */
+    const sl_config_t *when_full_node;
     const sl_config_t **in_nodes;   /* per input: where it was named */
     sl_stage_kind_t kind;           /* 0 when the plugin did not load */
     char label[80];                 /* "stage 'x'" or "stage #3" */
@@ -41,6 +44,7 @@ typedef struct sl_topo_retry {
 /* `dead_letter:` as written, resolved per stage ({stage} differs). */
 typedef struct sl_topo_dl {
     const sl_config_t *node; /* the path's node; NULL when not configured */
+    const sl_config_t *stage_node; /* or the target stage's name */
     int format;              /* an sl_dl_format_t, or -1: by extension */
 } sl_topo_dl_t;
 
@@ -104,5 +108,34 @@ void sl__topo_parse_defaults(sl_topo_parse_t *p, const sl_config_t *defaults);
 void sl__topo_parse_stage(sl_topo_parse_t *p, size_t i, const sl_config_t *st);
 /* Reports stages that write one dead-letter file in different formats. */
 void sl__topo_check_dl_files(sl_topo_parse_t *p);
+/* Helpers shared with topology_run.c. */
+bool sl__topo_get_duration(sl_topo_parse_t *p, const sl_config_t *n,
+                           const char *key, const char *label, uint32_t *out);
+/* The folder of a file the run will write must exist (`what` names the
+ * key in messages). */
+void sl__topo_check_file_dir(sl_topo_parse_t *p, const sl_config_t *at,
+                             const char *label, const char *what,
+                             const char *path);
+/* text with each "{stage}" replaced by stage, absolute against the
+ * topology's folder; NULL if out of memory. */
+char *sl__topo_path(sl_topo_parse_t *p, const char *text, const char *stage);
+sl_dl_format_t sl__topo_dl_format_of(const char *path);
+bool sl__topo_valid_field_path(const char *s);
+
+/* ---- topology_run.c: run-wide keys and routing ---------------------------- */
+
+/* resources, grace, spill and state_dir (after `name` is known). */
+void sl__topo_parse_run(sl_topo_parse_t *p, const sl_config_t *root);
+/* A stage's uses, when_full and priority. */
+void sl__topo_parse_stage_routing(sl_topo_parse_t *p, size_t i,
+                                  const sl_config_t *st);
+/* Resolves dead_letter: {stage: NAME} targets, before inputs are linked:
+ * a target that has no `from` is not chained to the stage before it. */
+void sl__topo_resolve_dl_stages(sl_topo_parse_t *p);
+/* Whether stage i is some stage's dead-letter target (after the above). */
+bool sl__topo_is_dl_target(const sl_topo_parse_t *p, size_t i);
+/* After outputs are linked: adds each dead-letter link to its target's
+ * inputs and checks when_full against what the stage can do. */
+void sl__topo_link_dl(sl_topo_parse_t *p);
 
 #endif

@@ -38,7 +38,7 @@ extern "C" {
 /* The upper half is a fixed magic so that garbage never looks valid; the
  * lower half is the ABI revision. A host accepts exactly its own revision. */
 #define SL_STAGE_ABI_MAGIC 0x534c0000u /* "SL" */
-#define SL_STAGE_ABI_REV 1u
+#define SL_STAGE_ABI_REV 2u
 #define SL_STAGE_ABI (SL_STAGE_ABI_MAGIC | SL_STAGE_ABI_REV)
 #define SL_STAGE_SYMBOL "sl_stage"
 
@@ -96,6 +96,14 @@ typedef struct sl_stage_desc {
     /* Frees the worker's state, after the worker's thread has ended (on
      * the thread that set the run up). Not called if init failed. */
     void (*fini)(void *state);
+    /* Sinks (and transforms with side effects): makes everything handled
+     * so far by this worker durable, at least as far as the kernel (write
+     * out user-space buffers). When the run keeps source positions
+     * (`state_dir:`), the host calls it after each batch, before the
+     * records of that batch count as finished; a negative return fails the
+     * run rather than commit positions past data that may be lost.
+     * Optional. */
+    int (*sync)(void *state, sl_ctx_t *ctx);
 } sl_stage_desc_t;
 
 /* Exports the descriptor under the fixed symbol. Use once per plugin:
@@ -165,6 +173,20 @@ SL_API unsigned sl_ctx_workers(const sl_ctx_t *ctx); /* pool size */
 /* Attaches a message to the failure of the current record; returns
  * -EINVAL so that `return sl_ctx_error(ctx, ...)` reads naturally. */
 SL_API int sl_ctx_error(sl_ctx_t *ctx, const char *fmt, ...) SL_PRINTF(2, 3);
+/* For sources that can resume: after emitting, records the position in
+ * the input that follows the last record emitted by this worker (opaque
+ * bytes, at most SL_POSITION_MAX; a file index and byte offset, say).
+ * Once every record emitted before the call has been finished downstream
+ * (written by the sinks, filtered, dead-lettered or spilled), the host
+ * commits the position to the run's state file; a later run of the same
+ * topology gets it back from sl_ctx_resume_position(). Without
+ * `state_dir:` in the topology it does nothing. -EINVAL if too long. */
+#define SL_POSITION_MAX 4096
+SL_API int sl_ctx_set_position(sl_ctx_t *ctx, const void *pos, size_t len);
+/* For sources, in init() or pull(): the position this worker last had
+ * committed in an earlier run (the bytes given to sl_ctx_set_position), or
+ * NULL to start from the beginning. Valid until the run ends. */
+SL_API const void *sl_ctx_resume_position(const sl_ctx_t *ctx, size_t *len);
 /* For sources: counts one unit of input that could not become a record
  * (a malformed line, say) as read and failed, with the message; the message
  * should name the file and line. The run goes on. */
