@@ -1051,7 +1051,8 @@ Test(topology, dead_letter_folder_and_format_conflicts)
              in_base("file"));
     sl_test_expect_line(&g_diag, want);
     sl_test_expect_line(&g_diag, "topo.yaml:3:42: stage 'n': 'dead_letter' "
-                        "needs 'path' (a file) or 'stage'");
+                        "needs 'path' (a file) or 'stage' (a stage to "
+                        "route dead letters to)");
     snprintf(want, sizeof(want), "topo.yaml:4:51: stage 'm': dead_letter "
              "'%s' is a directory; name a file in it", in_base("dlq/"));
     sl_test_expect_line(&g_diag, want);
