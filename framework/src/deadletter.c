@@ -511,3 +511,23 @@ int sl__deadletter_write(sl_deadletter_t *dl, const char *stage,
     msgpack_sbuffer_destroy(&buf);
     return rc;
 }
+
+int sl__deadletter_encode(msgpack_sbuffer *out, const char *stage,
+                          const sl_envelope_t *env, const void *payload,
+                          size_t len, const char *error, uint32_t attempts,
+                          uint64_t first_failure_ns, uint64_t last_failure_ns)
+{
+    if (!stage)
+        return -EINVAL;
+    s_in_t in = {.stage = stage,
+                 .id = env ? env->id : 0,
+                 .ts_ns = env ? env->ts_ns : 0,
+                 .priority = env ? env->priority : 0,
+                 .payload = payload,
+                 .len = payload ? len : 0,
+                 .error = error,
+                 .attempts = attempts,
+                 .first_ns = first_failure_ns,
+                 .last_ns = last_failure_ns};
+    return s_build_msgpack(out, &in);
+}

@@ -13,6 +13,8 @@
 
 #include "batch.h"
 
+#include <msgpack.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +47,12 @@ int sl__deadletter_write(sl_deadletter_t *dl, const char *stage,
                          const sl_envelope_t *env, const void *payload,
                          size_t len, const char *error, uint32_t attempts,
                          uint64_t first_failure_ns, uint64_t last_failure_ns);
+/* The entry as one msgpack map, appended to out: what a dead-letter
+ * stage receives as its record (see docs/reliability.md). */
+int sl__deadletter_encode(msgpack_sbuffer *out, const char *stage,
+                          const sl_envelope_t *env, const void *payload,
+                          size_t len, const char *error, uint32_t attempts,
+                          uint64_t first_failure_ns, uint64_t last_failure_ns);
 /* Entries written so far through this handle. */
 uint64_t sl__deadletter_count(const sl_deadletter_t *dl);
 
@@ -76,5 +84,33 @@ typedef int (*sl_deadletter_visit_fn)(const sl_deadletter_entry_t *e,
  * (entries before it have been visited). An empty file has no entries. */
 int sl__deadletter_read(const char *path, sl_deadletter_visit_fn fn,
                         void *arg, char *err, size_t errlen);
+
+/* The same walk one entry at a time, for readers that must not hold a
+ * whole file (a replay of millions of entries). The reader keeps one
+ * entry's bytes at a time (its buffer grows to the largest entry). */
+typedef struct sl_deadletter_reader sl_deadletter_reader_t;
+
+/* Opens path for reading and fixes the bound: the file's size now, or
+ * max_bytes if smaller (UINT64_MAX: no other limit). Entries appended
+ * later are never read, so a run may dead-letter into the file it
+ * replays. Returns 0 with *out set, or -errno (-EINVAL for something that
+ * is not a regular file) with a message naming the path in err. */
+int sl__deadletter_reader_open(const char *path, uint64_t max_bytes,
+                               sl_deadletter_reader_t **out, char *err,
+                               size_t errlen);
+/* The next entry: 1 with *e set (valid until the next call or close), 0
+ * at the bound, or a negative code with err filled exactly as
+ * sl__deadletter_read reports it ("PATH: entry N: reason", -EBADMSG).
+ * After an error or the end, every later call returns the same again. */
+int sl__deadletter_reader_next(sl_deadletter_reader_t *r,
+                               const sl_deadletter_entry_t **e, char *err,
+                               size_t errlen);
+/* The bytes this reader may read (fixed at open). */
+uint64_t sl__deadletter_reader_bound(const sl_deadletter_reader_t *r);
+/* Closes and sets *r to NULL; NULL is ignored. */
+void sl__deadletter_reader_close(sl_deadletter_reader_t **r);
+/* Whether an entry's record bytes are exactly one msgpack map (what a
+ * stage can take): false for a raw payload kept as base64 or bin. */
+int sl__deadletter_record_is_map(const void *record, size_t len);
 
 #endif

@@ -304,21 +304,21 @@ static void s_drain_input(sl_runner_t *r)
     }
 }
 
-static void s_drain_credit(sl_runner_t *r, size_t o)
+static void s_drain_credit(sl_runner_t *r, void *sock, sl_credit_tx_t *tx)
 {
     for (;;) {
         unsigned char buf[64];
-        int n = zmq_recv(r->out_socks[o], buf, sizeof(buf), ZMQ_DONTWAIT);
+        int n = zmq_recv(sock, buf, sizeof(buf), ZMQ_DONTWAIT);
         if (n < 0)
             return;
         sl_msg_t m;
         if (n > (int)sizeof(buf) || sl__msg_parse(buf, (size_t)n, &m) != 0 ||
             m.type != SL_MSG_CREDIT) {
-            s_fail(r, "malformed message from downstream link %zu", o);
+            s_fail(r, "malformed message from a downstream link");
             return;
         }
-        r->tx[o].credit += m.credit;
-        r->tx[o].ready = 1;
+        tx->credit += m.credit;
+        tx->ready = 1;
     }
 }
 
@@ -400,6 +400,125 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
     return 1;
 }
 
+/* Dead letters go to the dead-letter stage when it has room; they hold
+ * their input's credit until then. 1 sent, 0 blocked, negative on error. */
+static int s_send_dead_letters(sl_runner_t *r, sl_done_t *d)
+{
+    if (!r->dl_sock) { /* unreachable: workers route only when linked */
+        free(d->dl_buf);
+        d->dl_buf = NULL;
+        d->dl_count = 0;
+        return 1;
+    }
+    if (!sl__credit_tx_can_send(&r->dl_tx, d->dl_count))
+        return 0;
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, d->dl_buf, d->dl_len, s_free_plain, NULL))
+        return -ENOMEM;
+    d->dl_buf = NULL;
+    r->dl_tx.credit -= d->dl_count;
+    r->dl_sent += d->dl_count;
+    if (zmq_msg_send(&m, r->dl_sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        s_fail(r, "cannot send dead letters to '%s': %s",
+               r->run->topo->stages[r->spec->dl_stage].name,
+               zmq_strerror(errno));
+        return -EIO;
+    }
+    d->dl_count = 0;
+    return 1;
+}
+
+/* Failed records with attempts left wait in the retry queue; they keep
+ * their input credit (d->release does not count them). */
+static void s_queue_retries(sl_runner_t *r, sl_done_t *d)
+{
+    sl_batch_iter_t it;
+    sl_envelope_t env;
+    const char *payload;
+    size_t len;
+    uint64_t now = sl_mono_ns();
+    uint32_t k = 0;
+    if (sl__batch_iter_init(&it, d->retry_buf, d->retry_len, NULL) != 0)
+        return;
+    while (sl__batch_next(&it, &env, &payload, &len) == 1) {
+        sl_retry_entry_t e = {
+            .due_ns = now + sl__retryq_delay_ns(&r->retries, env.attempts,
+                                                r->spec->backoff_ms,
+                                                r->spec->max_backoff_ms),
+            .first_ns = d->retry_first[k++],
+            .link = d->link,
+            .gen = d->gen,
+            .worker = d->retry_worker,
+            .env = env,
+            .len = len};
+        e.payload = malloc(len ? len : 1);
+        if (e.payload)
+            memcpy(e.payload, payload, len);
+        if (!e.payload || sl__retryq_push(&r->retries, &e) != 0) {
+            free(e.payload);
+            s_fail(r, "out of memory queueing a retry");
+            return;
+        }
+    }
+    d->retry_count = 0;
+}
+
+/* Due retries go back to the workers, as items of one link, worker and
+ * generation each. */
+static void s_run_due_retries(sl_runner_t *r)
+{
+    uint64_t now = sl_mono_ns();
+    while (sl__retryq_next_due(&r->retries) <= now) {
+        sl_retry_entry_t first;
+        sl__retryq_pop(&r->retries, &first);
+        sl_batch_t b;
+        sl__batch_init(&b);
+        uint32_t cap = r->spec->batch ? r->spec->batch : 1;
+        uint64_t *firsts = malloc(cap * sizeof(*firsts));
+        sl_work_t *item = calloc(1, sizeof(*item));
+        int rc = firsts && item ? 0 : -ENOMEM;
+        sl_retry_entry_t e = first;
+        for (;;) {
+            if (rc == 0)
+                rc = sl__batch_append(&b, &e.env, e.payload, e.len);
+            if (rc == 0)
+                firsts[b.count - 1] = e.first_ns;
+            free(e.payload);
+            if (rc || b.count == cap || !r->retries.n ||
+                r->retries.heap[0].due_ns > now ||
+                r->retries.heap[0].link != first.link ||
+                r->retries.heap[0].worker != first.worker ||
+                r->retries.heap[0].gen != first.gen)
+                break;
+            sl__retryq_pop(&r->retries, &e);
+        }
+        size_t len = 0;
+        char *buf = rc ? NULL : sl__batch_release(&b, &len);
+        sl__batch_fini(&b);
+        if (!buf || zmq_msg_init_data(&item->msg, buf, len, s_free_plain,
+                                      NULL) != 0) {
+            free(buf);
+            free(firsts);
+            free(item);
+            s_fail(r, "out of memory handing out retries");
+            return;
+        }
+        item->count = sl__get_u32((unsigned char *)buf + 4);
+        item->link = first.link;
+        item->worker = first.worker;
+        item->gen = first.gen;
+        item->retry = 1;
+        item->first_ns = firsts;
+        pthread_mutex_lock(&r->mu);
+        s_deliver_locked(r, item);
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        if (r->pp)
+            sl__procpool_enqueue(r->pp, item);
+    }
+}
+
 /* Moves finished work to the pending list and sends what credit allows,
  * in order (so per-worker order is kept end to end). */
 static void s_pump(sl_runner_t *r)
@@ -418,7 +537,7 @@ static void s_pump(sl_runner_t *r)
     }
     while (r->pend_head) {
         sl_done_t *d = r->pend_head;
-        if (d->count) {
+        if (d->count && !d->data_sent) {
             if (r->n_out == 0) {
                 /* a sink emitted: refused by emit, so unreachable */
                 free(d->buf);
@@ -433,7 +552,17 @@ static void s_pump(sl_runner_t *r)
                 }
                 r->out_records += d->count;
             }
+            d->data_sent = 1;
         }
+        if (d->dl_count) {
+            int rc = s_send_dead_letters(r, d);
+            if (rc == 0)
+                return;
+            if (rc < 0)
+                return;
+        }
+        if (d->retry_count)
+            s_queue_retries(r, d);
         s_release(r, d);
         if (d->last)
             r->lasts++;
@@ -445,8 +574,7 @@ static void s_pump(sl_runner_t *r)
         r->pend_head = d->next;
         if (!r->pend_head)
             r->pend_tail = NULL;
-        free(d->buf);
-        free(d);
+        sl__done_free(d);
     }
 }
 
@@ -480,6 +608,12 @@ static void s_send_eos(sl_runner_t *r)
         if (zmq_send(r->out_socks[o], msg, sizeof(msg), 0) < 0)
             s_fail(r, "cannot send end-of-stream: %s", zmq_strerror(errno));
     }
+    if (r->dl_sock) {
+        unsigned char msg[SL_MSG_EOS_SIZE];
+        sl__msg_eos(msg, r->dl_link, r->dl_sent);
+        if (zmq_send(r->dl_sock, msg, sizeof(msg), 0) < 0)
+            s_fail(r, "cannot send end-of-stream: %s", zmq_strerror(errno));
+    }
 }
 
 /* True once every input has ended and every record taken in is handled. */
@@ -495,7 +629,7 @@ static int s_inputs_done(sl_runner_t *r)
     pthread_mutex_lock(&r->mu);
     int idle = r->inflight == 0;
     pthread_mutex_unlock(&r->mu);
-    return idle;
+    return idle && !sl__retryq_len(&r->retries);
 }
 
 /* Elastic pools: checked every ELASTIC_TICK_MS. A pool grows by one
@@ -648,7 +782,7 @@ void *sl__dispatcher_main(void *arg)
 {
     sl_runner_t *r = arg;
     sl_run_t *run = r->run;
-    size_t n_fixed = (r->in_sock ? 1 : 0) + r->n_out + 1;
+    size_t n_fixed = (r->in_sock ? 1 : 0) + r->n_out + (r->dl_sock ? 1 : 0) + 1;
     /* a process pool adds its socket and one pidfd per child */
     size_t n_max = n_fixed + (r->pp ? 1 + r->n_workers : 0);
     zmq_pollitem_t items[n_max];
@@ -658,6 +792,8 @@ void *sl__dispatcher_main(void *arg)
     size_t out0 = k;
     for (size_t o = 0; o < r->n_out; o++)
         items[k++] = (zmq_pollitem_t){.socket = r->out_socks[o], .events = ZMQ_POLLIN};
+    if (r->dl_sock)
+        items[k++] = (zmq_pollitem_t){.socket = r->dl_sock, .events = ZMQ_POLLIN};
     items[k++] = (zmq_pollitem_t){.fd = r->efd, .events = ZMQ_POLLIN};
 
     for (size_t o = 0; o < r->n_out; o++) {
@@ -666,6 +802,14 @@ void *sl__dispatcher_main(void *arg)
         if (zmq_send(r->out_socks[o], hello, sizeof(hello), 0) < 0)
             s_fail(r, "cannot reach '%s': %s",
                    run->topo->stages[r->spec->outputs[o]].name,
+                   zmq_strerror(errno));
+    }
+    if (r->dl_sock) {
+        unsigned char hello[SL_MSG_HELLO_SIZE];
+        sl__msg_hello(hello, r->dl_link);
+        if (zmq_send(r->dl_sock, hello, sizeof(hello), 0) < 0)
+            s_fail(r, "cannot reach dead-letter stage '%s': %s",
+                   run->topo->stages[r->spec->dl_stage].name,
                    zmq_strerror(errno));
     }
 
@@ -689,6 +833,13 @@ void *sl__dispatcher_main(void *arg)
         pthread_mutex_lock(&r->mu);
         int pending = r->done_head != NULL;
         pthread_mutex_unlock(&r->mu);
+        uint64_t due = sl__retryq_next_due(&r->retries);
+        if (due != UINT64_MAX) {
+            uint64_t now = sl_mono_ns();
+            long ms = due <= now ? 0 : (long)((due - now) / 1000000 + 1);
+            if (ms < timeout)
+                timeout = (int)ms;
+        }
         int rc = zmq_poll(items, n_items, pending ? 0 : timeout);
         atomic_store(&r->polling, 0);
         if (rc < 0 && errno != EINTR) {
@@ -704,7 +855,10 @@ void *sl__dispatcher_main(void *arg)
             s_drain_input(r);
         for (size_t o = 0; o < r->n_out; o++)
             if (items[out0 + o].revents & ZMQ_POLLIN)
-                s_drain_credit(r, o);
+                s_drain_credit(r, r->out_socks[o], &r->tx[o]);
+        if (r->dl_sock && (items[out0 + r->n_out].revents & ZMQ_POLLIN))
+            s_drain_credit(r, r->dl_sock, &r->dl_tx);
+        s_run_due_retries(r);
         if (r->pp)
             sl__procpool_on_ready(r->pp, items + n_fixed,
                                   n_items - (int)n_fixed);

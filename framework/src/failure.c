@@ -15,11 +15,21 @@ int sl__record_give_up(const char *stage, int worker, uint64_t *logged,
                        const void *payload, size_t len, const char *reason,
                        uint32_t attempts)
 {
+    uint64_t now = sl_now_ns();
+    return sl__record_give_up_at(stage, worker, logged, dl, env, payload, len,
+                                 reason, attempts, now, now);
+}
+
+int sl__record_give_up_at(const char *stage, int worker, uint64_t *logged,
+                          sl_deadletter_t *dl, const sl_envelope_t *env,
+                          const void *payload, size_t len, const char *reason,
+                          uint32_t attempts, uint64_t first_ns,
+                          uint64_t last_ns)
+{
     int rc = 0;
     if (dl) {
-        uint64_t now = sl_now_ns();
         rc = sl__deadletter_write(dl, stage, env, payload, len, reason,
-                                  attempts, now, now);
+                                  attempts, first_ns, last_ns);
         if (rc == 0)
             return 0;
     }

@@ -23,4 +23,11 @@ int sl__record_give_up(const char *stage, int worker, uint64_t *logged,
                        const void *payload, size_t len, const char *reason,
                        uint32_t attempts);
 
+/* Same with the times of the first and last failure (ns since the epoch). */
+int sl__record_give_up_at(const char *stage, int worker, uint64_t *logged,
+                          sl_deadletter_t *dl, const sl_envelope_t *env,
+                          const void *payload, size_t len, const char *reason,
+                          uint32_t attempts, uint64_t first_ns,
+                          uint64_t last_ns);
+
 #endif

@@ -61,6 +61,8 @@ int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag)
             for (size_t o = 0; o < up->n_out; o++)
                 if (up->spec->outputs[o] == i)
                     sent = up->link_sent[o];
+            if (up->spec->dl_stage == (long)i)
+                sent = up->dl_sent;
             received += r->in_received[l];
             if (!r->in_eos[l])
                 sl__diag_add(diag, "link '%s' -> '%s': no end-of-stream",

@@ -121,6 +121,17 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
         if (!r->dl)
             return -EIO;
     }
+    sl__retryq_init(&r->retries, sl_mono_ns() ^ ((uint64_t)i << 32));
+    if (s->dl_stage >= 0) {
+        const sl_topo_stage_t *c = &topo->stages[s->dl_stage];
+        for (size_t l = 0; l < c->n_inputs; l++)
+            if (c->inputs[l] == i)
+                r->dl_link = (uint32_t)l;
+        uint32_t share = c->queue / (uint32_t)c->n_inputs;
+        r->dl_batch = s->batch < share ? s->batch : share;
+        if (!r->dl_batch)
+            r->dl_batch = 1;
+    }
     if (r->n_workers > r->n_live && s->partition_by) {
         s_err(err, errlen, "stage '%s': an elastic pool cannot keep "
               "partition_by (keys would move between workers); give "
@@ -148,6 +159,24 @@ nomem:
 static int s_connect_outputs(sl_run_t *run, size_t i, char *err, size_t errlen)
 {
     sl_runner_t *r = &run->runners[i];
+    if (r->spec->dl_stage >= 0) {
+        sl_runner_t *c = &run->runners[r->spec->dl_stage];
+        void *s = s_socket(run, ZMQ_DEALER);
+        if (!s) {
+            s_err(err, errlen, "zmq_socket: %s", zmq_strerror(errno));
+            return -EIO;
+        }
+        r->dl_sock = s;
+        char ident[5];
+        ident[0] = 'L';
+        sl__put_u32((unsigned char *)ident + 1, r->dl_link);
+        zmq_setsockopt(s, ZMQ_ROUTING_ID, ident, sizeof(ident));
+        if (zmq_connect(s, c->endpoint) != 0) {
+            s_err(err, errlen, "stage '%s': cannot connect to %s: %s",
+                  r->spec->name, c->endpoint, zmq_strerror(errno));
+            return -EIO;
+        }
+    }
     for (size_t o = 0; o < r->n_out; o++) {
         sl_runner_t *c = &run->runners[r->spec->outputs[o]];
         void *s = s_socket(run, ZMQ_DEALER);
@@ -282,9 +311,11 @@ static void s_runner_fini(sl_runner_t *r)
         while (*l) {
             sl_done_t *d = *l;
             *l = d->next;
-            free(d->buf);
-            free(d);
+            sl__done_free(d);
         }
+    sl__retryq_fini(&r->retries);
+    if (r->dl_sock)
+        zmq_close(r->dl_sock);
     if (r->in_sock)
         zmq_close(r->in_sock);
     for (size_t o = 0; o < r->n_out; o++)
@@ -353,6 +384,7 @@ void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out)
         out->ok += atomic_load_explicit(&w->ok, RELAXED);
         out->filtered += atomic_load_explicit(&w->filtered, RELAXED);
         out->errors += atomic_load_explicit(&w->errors, RELAXED);
+        out->retried += atomic_load_explicit(&w->retried, RELAXED);
         busy_ns += atomic_load_explicit(&w->busy_ns, RELAXED);
         out->busy += (unsigned)atomic_load_explicit(&w->busy, RELAXED);
     }

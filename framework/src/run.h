@@ -16,7 +16,8 @@ typedef struct sl_stage_stats {
     uint64_t out;        /* records emitted */
     uint64_t ok;         /* inputs that produced output (sinks: written) */
     uint64_t filtered;
-    uint64_t errors;
+    uint64_t errors;     /* dead-lettered (or logged without a target) */
+    uint64_t retried;    /* failed attempts that were retried */
     uint64_t sent;       /* records put on output links (all links) */
     uint32_t held;       /* records held now */
     uint32_t held_max;
@@ -41,6 +42,8 @@ struct sl_run {
     atomic_int stopping; /* sources end at the next pull */
     atomic_int aborting; /* everything ends now */
     atomic_int failed;
+    int positions_on;     /* state_dir: sources' positions are committed */
+    atomic_int no_commit; /* a sink could not sync: commit nothing more */
     uint64_t t_start;
     _Atomic uint64_t t_end; /* when the last dispatcher finished */
     atomic_size_t n_finished;

@@ -17,6 +17,7 @@
 #include "hist.h"
 #include "procpool.h"
 #include "proto.h"
+#include "retry.h"
 #include "topology.h"
 
 #include <pthread.h>
@@ -35,6 +36,9 @@ typedef struct sl_work {
     uint32_t count;
     uint32_t link;
     int worker;      /* the worker it must go to (partitioned), or -1 */
+    uint32_t gen;    /* the stage's generation when it arrived (markers) */
+    int retry;       /* records coming back from the retry queue */
+    uint64_t *first_ns; /* retry items: each record's first failure */
 } sl_work_t;
 
 typedef struct sl_done {
@@ -48,6 +52,23 @@ typedef struct sl_done {
     int ends_item;   /* the last post for a work item */
     int retired;     /* worker `worker` left an elastic pool */
     int worker;
+    uint32_t gen;    /* ends_item: the item's generation */
+    int retry_worker; /* partitioned: the worker retries must go back to */
+    int data_sent;   /* buf has gone; dl_buf may still wait for credit */
+    /* Records that failed with attempts left, for the retry queue: a
+     * batch (envelopes carry the attempts made) and each one's first
+     * failure time. They keep their input credit. */
+    char *retry_buf;
+    size_t retry_len;
+    uint32_t retry_count;
+    uint64_t *retry_first;
+    /* Dead letters for a dead-letter stage, as its records. */
+    char *dl_buf;
+    size_t dl_len;
+    uint32_t dl_count;
+    /* A source's marker (see marker.h): epoch > 0. */
+    uint64_t mark_epoch;
+    uint32_t mark_source;
 } sl_done_t;
 
 /* Counters a worker updates and others may read at any time. */
@@ -58,6 +79,7 @@ typedef struct sl_worker_stats {
     atomic_uint_fast64_t errors;   /* failed inputs, input errors */
     atomic_uint_fast64_t emitted;  /* records emitted */
     atomic_uint_fast64_t read;     /* sources: input units read */
+    atomic_uint_fast64_t retried;  /* failures sent back for a retry */
     atomic_uint_fast64_t busy_ns;
     atomic_int busy;
 } sl_worker_stats_t;
@@ -75,6 +97,12 @@ typedef struct sl_worker {
     sl_work_t *q_tail;
     sl_worker_stats_t stats;
     sl_hist_t latency; /* sinks: end-to-end ns, merged after join */
+    /* Failures of the item in hand, posted with its last output. */
+    sl_batch_t retry_out;
+    uint64_t *retry_first;
+    size_t retry_first_cap;
+    sl_batch_t dl_out;     /* dead letters for a dead-letter stage */
+    uint32_t item_gen;     /* generation of the item in hand */
     uint64_t errors_logged;
     int retire;        /* under runner->mu: leave the pool when idle */
     int live;          /* dispatcher's view: in the pool */
@@ -132,6 +160,14 @@ struct sl_runner {
     atomic_uint_fast64_t grows, shrinks;
     sl_procpool_t *pp;    /* process lanes: the worker processes */
     sl_deadletter_t *dl;  /* the stage's dead-letter file, or NULL */
+    /* The link to the dead-letter stage (dl_stage), beside the outputs. */
+    void *dl_sock;
+    uint32_t dl_link;     /* our link index at that stage */
+    sl_credit_tx_t dl_tx;
+    uint64_t dl_sent;
+    uint32_t dl_batch;    /* max dead letters per message */
+    /* Delayed retries (dispatcher only). */
+    sl_retryq_t retries;
 
     /* Live gauges. */
     atomic_uint held_now;
@@ -152,6 +188,11 @@ void sl__worker_join_all(sl_runner_t *r);
 void sl__worker_fini_all(sl_runner_t *r);
 /* Hands a finished item to the dispatcher and wakes it. */
 void sl__runner_post_done(sl_runner_t *r, sl_done_t *done);
+void sl__done_free(sl_done_t *d);
+/* One failed attempt on a record (see worker.c); why is the reason. */
+void sl__worker_record_failed(sl_worker_t *w, const sl_envelope_t *env,
+                              const char *payload, size_t len,
+                              const char *why, uint64_t first_ns);
 void sl__work_free(sl_work_t *item);
 
 /* Dispatcher side (dispatch.c). */

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "deadletter.h"
 #include "failure.h"
 #include "log.h"
 #include "run.h"
@@ -37,6 +38,40 @@ void sl__runner_post_done(sl_runner_t *r, sl_done_t *done)
     }
 }
 
+/* Moves the failures gathered so far into done: dead letters always,
+ * retries only with the item's last post (they keep its credit). */
+static int s_attach_failures(sl_worker_t *w, sl_done_t *done, int ends_item)
+{
+    if (w->dl_out.count) {
+        done->dl_count = w->dl_out.count;
+        if (!(done->dl_buf = sl__batch_release(&w->dl_out, &done->dl_len)))
+            return -ENOMEM;
+    }
+    if (ends_item && w->retry_out.count) {
+        uint32_t n = w->retry_out.count;
+        done->retry_first = malloc(n * sizeof(uint64_t));
+        if (!done->retry_first)
+            return -ENOMEM;
+        memcpy(done->retry_first, w->retry_first, n * sizeof(uint64_t));
+        done->retry_count = n;
+        if (!(done->retry_buf = sl__batch_release(&w->retry_out,
+                                                  &done->retry_len)))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+void sl__done_free(sl_done_t *d)
+{
+    if (!d)
+        return;
+    free(d->buf);
+    free(d->retry_buf);
+    free(d->retry_first);
+    free(d->dl_buf);
+    free(d);
+}
+
 static int s_post_output(sl_worker_t *w, uint32_t link, uint32_t release,
                          int last, int ends_item)
 {
@@ -44,11 +79,17 @@ static int s_post_output(sl_worker_t *w, uint32_t link, uint32_t release,
     sl_done_t *done = calloc(1, sizeof(*done));
     if (!done)
         return -ENOMEM;
+    if (s_attach_failures(w, done, ends_item) != 0) {
+        sl__done_free(done);
+        return -ENOMEM;
+    }
+    if (ends_item)
+        release -= done->retry_count;
     if (w->ctx.out.count) {
         done->count = w->ctx.out.count;
         done->buf = sl__batch_release(&w->ctx.out, &done->len);
         if (!done->buf) {
-            free(done);
+            sl__done_free(done);
             return -ENOMEM;
         }
     } else {
@@ -58,6 +99,9 @@ static int s_post_output(sl_worker_t *w, uint32_t link, uint32_t release,
     done->release = release;
     done->last = last;
     done->ends_item = ends_item;
+    done->gen = w->item_gen;
+    done->retry_worker =
+        r->spec->partition_by && r->n_workers > 1 ? (int)w->index : -1;
     sl__runner_post_done(r, done);
     return 0;
 }
@@ -75,24 +119,93 @@ static int s_on_full(sl_ctx_t *ctx, void *arg)
 static void s_on_input_error(sl_ctx_t *ctx, const char *msg, void *arg)
 {
     sl_worker_t *w = arg;
-    atomic_fetch_add_explicit(&w->stats.errors, 1, RELAXED);
     atomic_fetch_add_explicit(&w->stats.read, 1, RELAXED);
     sl_envelope_t env = {.id = sl__ctx_fresh_id(ctx), .ts_ns = sl_now_ns()};
     char why[600];
     snprintf(why, sizeof(why), "input error: %s", msg);
-    sl__record_give_up(ctx->stage, (int)ctx->worker, &w->errors_logged,
-                       w->runner->dl, &env, NULL, 0, why, 1);
+    /* no record to retry: dead-lettered at once */
+    sl__worker_record_failed(w, &env, NULL, 0, why, 0);
+}
+
+/* A dead letter for the stage's dead-letter stage; a full batch goes on
+ * ahead so that it always fits that stage's credit share. */
+static int s_dead_letter_to_stage(sl_worker_t *w, const sl_envelope_t *env,
+                                  const char *payload, size_t len,
+                                  const char *why, uint32_t attempts,
+                                  uint64_t first_ns, uint64_t last_ns)
+{
+    sl_runner_t *r = w->runner;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    int rc = sl__deadletter_encode(&sb, w->ctx.stage, env, payload, len, why,
+                                   attempts, first_ns, last_ns);
+    sl_envelope_t out = {.id = env->id, .ts_ns = env->ts_ns,
+                         .priority = env->priority};
+    if (rc == 0)
+        rc = sl__batch_append(&w->dl_out, &out, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc == 0 && w->dl_out.count >= r->dl_batch)
+        rc = s_post_output(w, 0, 0, 0, 0);
+    return rc;
+}
+
+/* One failed attempt: back to the dispatcher for a retry while attempts
+ * are left, else a dead letter (the stage's file or stage) or, without a
+ * target, a log line. `first_ns` is 0 on a first failure. */
+void sl__worker_record_failed(sl_worker_t *w, const sl_envelope_t *env,
+                              const char *payload, size_t len,
+                              const char *why, uint64_t first_ns)
+{
+    sl_runner_t *r = w->runner;
+    uint64_t now = sl_now_ns();
+    uint32_t attempts = env->attempts + 1;
+    if (!first_ns)
+        first_ns = now;
+    if (attempts < r->spec->max_attempts && payload) {
+        sl_envelope_t again = *env;
+        again.attempts = attempts;
+        uint32_t n = w->retry_out.count;
+        if (n == w->retry_first_cap) {
+            size_t cap = n ? 2 * (size_t)n : 64;
+            uint64_t *f = realloc(w->retry_first, cap * sizeof(*f));
+            if (f) {
+                w->retry_first = f;
+                w->retry_first_cap = cap;
+            }
+        }
+        if (n < w->retry_first_cap &&
+            sl__batch_append(&w->retry_out, &again, payload, len) == 0) {
+            w->retry_first[n] = first_ns;
+            atomic_fetch_add_explicit(&w->stats.retried, 1, RELAXED);
+            return;
+        }
+        /* out of memory: no retry; it is dead-lettered below */
+    }
+    atomic_fetch_add_explicit(&w->stats.errors, 1, RELAXED);
+    if (r->spec->dl_stage >= 0 &&
+        s_dead_letter_to_stage(w, env, payload, len, why, attempts, first_ns,
+                               now) == 0)
+        return;
+    sl__record_give_up_at(w->ctx.stage, (int)w->index, &w->errors_logged,
+                          r->dl, env, payload, len, why, attempts, first_ns,
+                          now);
 }
 
 static void s_record_failed(sl_worker_t *w, const sl_envelope_t *env,
-                            const char *payload, size_t len, int rc)
+                            const char *payload, size_t len, int rc,
+                            uint64_t first_ns)
 {
-    atomic_fetch_add_explicit(&w->stats.errors, 1, RELAXED);
     char why[sizeof(w->ctx.err)];
     snprintf(why, sizeof(why), "%s",
              w->ctx.has_err ? w->ctx.err : strerror(rc < 0 ? -rc : EINVAL));
-    sl__record_give_up(w->ctx.stage, (int)w->index, &w->errors_logged,
-                       w->runner->dl, env, payload, len, why, env->attempts + 1);
+    sl__worker_record_failed(w, env, payload, len, why, first_ns);
+}
+
+/* One handler call, holding the stage's shared resources (`uses:`). */
+static int s_call_process(sl_worker_t *w, sl_record_t *rec)
+{
+    sl_runner_t *r = w->runner;
+    return r->desc->process(w->state, &w->ctx, rec);
 }
 
 static void s_handle_item(sl_worker_t *w, sl_work_t *item)
@@ -113,13 +226,15 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
     uint64_t handled = 0;
     uint64_t lat_ts[LAT_BATCH];
     uint32_t n_lat = 0;
+    w->item_gen = item->gen;
     if (sl__batch_iter_init(&it, data, len, NULL) == 0) {
         while (sl__batch_next(&it, &env, &payload, &plen) == 1) {
             sl__ctx_begin_record(&w->ctx, &rec, &env, payload, plen);
-            int rc = d->process(w->state, &w->ctx, &rec);
+            int rc = s_call_process(w, &rec);
             uint32_t emitted = w->ctx.emitted;
             if (rc < 0)
-                s_record_failed(w, &env, payload, plen, rc);
+                s_record_failed(w, &env, payload, plen, rc,
+                                item->first_ns ? item->first_ns[handled] : 0);
             sl__ctx_end_record(&w->ctx);
             handled++;
             if (rc < 0)
@@ -148,7 +263,19 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
                 "internal: batch shorter than announced (%llu of %u)",
                 (unsigned long long)handled, item->count);
     }
-    atomic_fetch_add_explicit(&w->stats.in, item->count, RELAXED);
+    if (!item->retry)
+        atomic_fetch_add_explicit(&w->stats.in, item->count, RELAXED);
+    /* Make what the item did durable before it counts as finished. */
+    if (d->sync && r->run->positions_on) {
+        int src = d->sync(w->state, &w->ctx);
+        if (src < 0) {
+            sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
+                    "sync failed: %s; positions are not committed past it",
+                    w->ctx.has_err ? w->ctx.err : strerror(-src));
+            atomic_store(&r->failed, 1);
+            atomic_store(&r->run->no_commit, 1);
+        }
+    }
     atomic_fetch_add_explicit(&w->stats.ok, ok, RELAXED);
     atomic_fetch_add_explicit(&w->stats.filtered, filtered, RELAXED);
     atomic_fetch_add_explicit(&w->stats.busy_ns, sl_mono_ns() - t0, RELAXED);
@@ -167,6 +294,7 @@ static void s_free_item(sl_work_t *item)
         free(item->owned_buf);
     else
         zmq_msg_close(&item->msg);
+    free(item->first_ns);
     free(item);
 }
 
@@ -298,6 +426,15 @@ static void *s_source_main(void *arg)
     }
 }
 
+static void s_worker_buffers_fini(sl_worker_t *w)
+{
+    sl__batch_fini(&w->retry_out);
+    sl__batch_fini(&w->dl_out);
+    free(w->retry_first);
+    w->retry_first = NULL;
+    w->retry_first_cap = 0;
+}
+
 /* Builds worker i's context and plugin state (thread lanes). */
 int sl__worker_init_one(sl_runner_t *r, unsigned i, char *err, size_t errlen)
 {
@@ -346,6 +483,8 @@ int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen)
         return -ENOMEM;
     }
     for (unsigned i = 0; i < r->n_workers; i++) {
+        sl__batch_init(&r->workers[i].retry_out);
+        sl__batch_init(&r->workers[i].dl_out);
         r->workers[i].runner = r;
         r->workers[i].index = i;
         r->workers[i].live = i < r->n_live;
@@ -408,6 +547,7 @@ void sl__worker_reap(sl_runner_t *r, unsigned i)
     if (w->ctx_ready)
         sl__ctx_fini(&w->ctx);
     w->ctx_ready = 0;
+    s_worker_buffers_fini(w);
 }
 
 void sl__worker_join_all(sl_runner_t *r)
@@ -434,6 +574,7 @@ void sl__worker_fini_all(sl_runner_t *r)
             r->desc->fini(w->state);
         if (w->ctx_ready)
             sl__ctx_fini(&w->ctx);
+        s_worker_buffers_fini(w);
     }
     free(r->workers);
     r->workers = NULL;

@@ -8,6 +8,8 @@
  *   exit_when:  FIELD   _exit(3), as a plugin calling exit() would
  *   hang_when:  FIELD   spin forever (only a timeout gets it back)
  *   fail_when:  FIELD   return an error for the record (no crash)
+ *   fail_attempts: N    with fail_when: fail only the first N attempts
+ *                       (a transient error that a retry gets past)
  */
 #include <sluice/stage.h>
 
@@ -18,10 +20,12 @@
 
 typedef struct mb_state {
     const char *crash, *abort_, *exit_, *hang, *fail;
+    int64_t fail_attempts; /* 0: always */
 } mb_state_t;
 
 static const char *const mb_keys[] = {"crash_when", "abort_when", "exit_when",
-                                      "hang_when", "fail_when", NULL};
+                                      "hang_when", "fail_when", "fail_attempts",
+                                      NULL};
 
 static int mb_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
 {
@@ -33,7 +37,8 @@ static int mb_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
              sl_config_get_str(cfg, "abort_when", NULL, &st->abort_) |
              sl_config_get_str(cfg, "exit_when", NULL, &st->exit_) |
              sl_config_get_str(cfg, "hang_when", NULL, &st->hang) |
-             sl_config_get_str(cfg, "fail_when", NULL, &st->fail);
+             sl_config_get_str(cfg, "fail_when", NULL, &st->fail) |
+             sl_config_get_int(cfg, "fail_attempts", 0, &st->fail_attempts);
     if (rc) {
         free(st);
         return -EINVAL;
@@ -68,8 +73,11 @@ static int mb_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     if (s_true(map, st->hang))
         for (;;)
             mb_spin++;
-    if (s_true(map, st->fail))
-        return sl_ctx_error(ctx, "%s is true", st->fail);
+    if (s_true(map, st->fail) &&
+        (!st->fail_attempts ||
+         sl_record_attempts(rec) < (uint64_t)st->fail_attempts))
+        return sl_ctx_error(ctx, "%s is true (attempt %u)", st->fail,
+                            sl_record_attempts(rec) + 1);
     size_t len;
     const void *data = sl_record_data(rec, &len);
     return sl_emit_raw(ctx, data, len);

@@ -121,9 +121,9 @@ Test(plugin, check_desc_reports_each_missing_piece)
     cr_assert_eq(sl__plugin_check_desc(&d, "x.so", err, sizeof(err)), -EINVAL);
     cr_assert_not_null(strstr(err, "descriptor has no name"), "%s", err);
 
-    d.abi = SL_STAGE_ABI_MAGIC | 2;
+    d.abi = SL_STAGE_ABI_MAGIC | (SL_STAGE_ABI_REV + 1);
     cr_assert_eq(sl__plugin_check_desc(&d, "x.so", err, sizeof(err)), -EPROTO);
-    cr_assert_not_null(strstr(err, "ABI revision 2"), "%s", err);
+    cr_assert_not_null(strstr(err, "ABI revision 3"), "%s", err);
 }
 
 /* ---- search path ------------------------------------------------------- */
