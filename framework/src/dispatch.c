@@ -1,3 +1,4 @@
+#include "batch_prio.h"
 #include "endian.h"
 #include "log.h"
 #include "run.h"
@@ -104,23 +105,28 @@ static uint64_t s_hash_key(const msgpack_object *o)
     }
 }
 
+/* The level of a batch's first record (0 for an empty or short one). */
+static uint8_t s_first_level(const char *batch, size_t len)
+{
+    if (len < SL_BATCH_HDR + SL_ENV_SIZE)
+        return 0;
+    uint8_t p = (uint8_t)batch[SL_BATCH_HDR + 20];
+    return p < SL_PRIO_LEVELS ? p : SL_PRIO_LEVELS - 1;
+}
+
 /* Hands an item to the workers: the shared or a worker's own queue for
  * thread lanes (caller holds r->mu), the process pool for process lanes. */
-static void s_deliver_locked(sl_runner_t *r, sl_work_t *item)
+static int s_deliver_locked(sl_runner_t *r, sl_work_t *item)
 {
-    r->inflight++;
-    if (r->pp)
-        return; /* queued by the caller once the lock is dropped */
-    sl_work_t **head = &r->q_head, **tail = &r->q_tail;
-    if (item->worker >= 0) {
-        head = &r->workers[item->worker].q_head;
-        tail = &r->workers[item->worker].q_tail;
+    if (r->pp) {
+        r->inflight++;
+        return 0; /* queued by the caller once the lock is dropped */
     }
-    if (*tail)
-        (*tail)->next = item;
-    else
-        *head = item;
-    *tail = item;
+    sl_prioq_t *q = item->worker >= 0 ? &r->workers[item->worker].pq : &r->pq;
+    if (sl_prioq_push(q, item, item->level, sl_mono_ns()) != 0)
+        return -ENOMEM;
+    r->inflight++;
+    return 0;
 }
 
 static int s_enqueue_partitioned(sl_runner_t *r, zmq_msg_t *msg,
@@ -163,6 +169,10 @@ static int s_enqueue_partitioned(sl_runner_t *r, zmq_msg_t *msg,
         items[w]->count = parts[w].count;
         items[w]->link = link;
         items[w]->worker = (int)w;
+        items[w]->gen = r->gen_cur;
+        /* key order first: a partition's batch is served at the level of
+         * its first record */
+        items[w]->level = s_first_level(parts[w].data, parts[w].len);
         items[w]->owned_buf = sl__batch_release(&parts[w], &items[w]->owned_len);
         if (!items[w]->owned_buf)
             rc = -ENOMEM;
@@ -170,8 +180,11 @@ static int s_enqueue_partitioned(sl_runner_t *r, zmq_msg_t *msg,
     if (rc == 0) {
         pthread_mutex_lock(&r->mu);
         for (unsigned w = 0; w < n; w++)
-            if (items[w])
-                s_deliver_locked(r, items[w]);
+            if (items[w] && s_deliver_locked(r, items[w]) != 0) {
+                sl__work_free(items[w]);
+                items[w] = NULL;
+                rc = -ENOMEM;
+            }
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
         if (r->pp)
@@ -192,11 +205,85 @@ static int s_enqueue_partitioned(sl_runner_t *r, zmq_msg_t *msg,
     return rc;
 }
 
+/* Hands items to the workers (ownership passes; each is freed on error). */
+static int s_deliver(sl_runner_t *r, sl_work_t **items, size_t n)
+{
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t k = 0; k < n; k++)
+        if (s_deliver_locked(r, items[k]) != 0) {
+            sl__work_free(items[k]);
+            items[k] = NULL;
+            rc = -ENOMEM;
+        }
+    if (n > 1)
+        pthread_cond_broadcast(&r->cv);
+    else
+        pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (r->pp)
+        for (size_t k = 0; k < n; k++)
+            if (items[k])
+                sl__procpool_enqueue(r->pp, items[k]);
+    return rc;
+}
+
+/* A batch whose records have several priorities becomes one item per
+ * level, so that each level can be served on its own. */
+static int s_enqueue_levels(sl_runner_t *r, zmq_msg_t *msg, uint32_t link,
+                            sl_batch_t *parts, const uint32_t *counts)
+{
+    sl_work_t *items[SL_PRIO_LEVELS];
+    size_t n = 0;
+    int rc = 0;
+    for (unsigned l = 0; l < SL_PRIO_LEVELS && rc == 0; l++) {
+        if (!counts[l])
+            continue;
+        sl_work_t *item = calloc(1, sizeof(*item));
+        if (!item) {
+            rc = -ENOMEM;
+            break;
+        }
+        item->owned_buf = sl__batch_release(&parts[l], &item->owned_len);
+        if (!item->owned_buf) {
+            free(item);
+            rc = -ENOMEM;
+            break;
+        }
+        item->count = counts[l];
+        item->link = link;
+        item->worker = -1;
+        item->gen = r->gen_cur;
+        item->level = (uint8_t)l;
+        items[n++] = item;
+    }
+    zmq_msg_close(msg);
+    if (rc) {
+        for (size_t k = 0; k < n; k++)
+            sl__work_free(items[k]);
+        return rc;
+    }
+    return s_deliver(r, items, n);
+}
+
 static int s_enqueue(sl_runner_t *r, zmq_msg_t *msg, uint32_t link,
                      uint32_t count)
 {
     if (r->spec->partition_by && r->n_workers > 1)
         return s_enqueue_partitioned(r, msg, link);
+    sl_batch_t parts[SL_PRIO_LEVELS];
+    uint32_t counts[SL_PRIO_LEVELS];
+    int single = 0;
+    for (unsigned l = 0; l < SL_PRIO_LEVELS; l++)
+        sl__batch_init(&parts[l]);
+    int rc = sl__batch_split_prio(zmq_msg_data(msg), zmq_msg_size(msg), parts,
+                                  counts, &single);
+    if (rc == 0 && single < 0)
+        rc = s_enqueue_levels(r, msg, link, parts, counts);
+    for (unsigned l = 0; l < SL_PRIO_LEVELS; l++)
+        sl__batch_fini(&parts[l]);
+    if (rc || single < 0)
+        return rc;
     sl_work_t *item = calloc(1, sizeof(*item));
     if (!item) {
         zmq_msg_close(msg);
@@ -207,13 +294,9 @@ static int s_enqueue(sl_runner_t *r, zmq_msg_t *msg, uint32_t link,
     item->count = count;
     item->link = link;
     item->worker = -1;
-    pthread_mutex_lock(&r->mu);
-    s_deliver_locked(r, item);
-    pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    if (r->pp)
-        sl__procpool_enqueue(r->pp, item);
-    return 0;
+    item->gen = r->gen_cur;
+    item->level = (uint8_t)single;
+    return s_deliver(r, &item, 1);
 }
 
 /* One message from an upstream link (identity frame already read). */
@@ -510,12 +593,10 @@ static void s_run_due_retries(sl_runner_t *r)
         item->gen = first.gen;
         item->retry = 1;
         item->first_ns = firsts;
-        pthread_mutex_lock(&r->mu);
-        s_deliver_locked(r, item);
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        if (r->pp)
-            sl__procpool_enqueue(r->pp, item);
+        item->level = first.env.priority < SL_PRIO_LEVELS
+                          ? first.env.priority : SL_PRIO_LEVELS - 1;
+        if (s_deliver(r, &item, 1) != 0)
+            s_fail(r, "out of memory handing out retries");
     }
 }
 
@@ -744,7 +825,7 @@ static void s_elastic(sl_runner_t *r, int flushing)
         backlog = sl__procpool_backlog(r->pp);
     } else {
         pthread_mutex_lock(&r->mu);
-        backlog = r->q_head != NULL;
+        backlog = !sl_prioq_empty(&r->pq);
         pthread_mutex_unlock(&r->mu);
     }
     int saturated = full && backlog && !r->pend_head;

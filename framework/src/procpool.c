@@ -57,8 +57,7 @@ typedef struct pp_child {
     unsigned deaths_in_row;
     unsigned unready_deaths; /* in a row, before ever saying READY */
     char kill_reason[96]; /* set when the parent killed it */
-    sl_work_t *q_head;    /* its own queue when the stage is partitioned */
-    sl_work_t *q_tail;
+    sl_prioq_t pq;        /* its own queue when the stage is partitioned */
 } pp_child_t;
 
 struct sl_procpool {
@@ -68,7 +67,7 @@ struct sl_procpool {
     pp_child_t *children;
     unsigned n;
     unsigned rr;
-    sl_work_t *q_head, *q_tail;
+    sl_prioq_t pq;       /* work no child has taken yet, by priority */
     uint64_t next_seq;
     int flushing;
     int partitioned;
@@ -99,34 +98,16 @@ const char *sl__procpool_worker_exe(void)
 
 /* ---- queues ----------------------------------------------------------------- */
 
-static void s_push(sl_work_t **head, sl_work_t **tail, sl_work_t *w)
+/* A queue push fails only when a node cannot be allocated: the run cannot
+ * go on without losing the item, so it ends as failed. */
+static void s_queue_failed(sl_procpool_t *pp, sl_work_t *w)
 {
-    w->next = NULL;
-    if (*tail)
-        (*tail)->next = w;
-    else
-        *head = w;
-    *tail = w;
-}
-
-static void s_push_front(sl_work_t **head, sl_work_t **tail, sl_work_t *w)
-{
-    w->next = *head;
-    *head = w;
-    if (!*tail)
-        *tail = w;
-}
-
-static sl_work_t *s_pop(sl_work_t **head, sl_work_t **tail)
-{
-    sl_work_t *w = *head;
-    if (w) {
-        *head = w->next;
-        if (!*head)
-            *tail = NULL;
-        w->next = NULL;
-    }
-    return w;
+    sl__log(SL_LOG_ERROR, pp->r->spec->name, -1,
+            "out of memory queueing work; aborting the run");
+    atomic_store(&pp->r->failed, 1);
+    atomic_store(&pp->r->run->failed, 1);
+    atomic_store(&pp->r->run->aborting, 1);
+    sl__work_free(w);
 }
 
 static void s_free_plain(void *data, void *hint)
@@ -144,12 +125,11 @@ void sl__procpool_enqueue(sl_procpool_t *pp, sl_work_t *item)
                               s_free_plain, NULL) == 0)
             item->owned_buf = NULL;
     }
-    if (pp->partitioned && item->worker >= 0 && (unsigned)item->worker < pp->n) {
-        pp_child_t *c = &pp->children[item->worker];
-        s_push(&c->q_head, &c->q_tail, item);
-    } else {
-        s_push(&pp->q_head, &pp->q_tail, item);
-    }
+    sl_prioq_t *q = &pp->pq;
+    if (pp->partitioned && item->worker >= 0 && (unsigned)item->worker < pp->n)
+        q = &pp->children[item->worker].pq;
+    if (sl_prioq_push(q, item, item->level, sl_mono_ns()) != 0)
+        s_queue_failed(pp, item);
 }
 
 /* ---- spawning ----------------------------------------------------------------- */
@@ -226,9 +206,11 @@ sl_procpool_t *sl__procpool_new(sl_runner_t *r, char *err, size_t errlen)
     pp->children = calloc(pp->n, sizeof(*pp->children));
     if (!pp->children)
         goto nomem;
+    sl_prioq_init(&pp->pq);
     for (unsigned i = 0; i < pp->n; i++) {
         pp->children[i].pidfd = -1;
         pp->children[i].hb_fd = -1;
+        sl_prioq_init(&pp->children[i].pq);
     }
     for (unsigned i = 0; i < pp->n; i++) {
         pp_child_t *c = &pp->children[i];
@@ -329,70 +311,89 @@ static void s_send_setup(sl_procpool_t *pp, pp_child_t *c)
 
 static sl_work_t *s_next_work(sl_procpool_t *pp, pp_child_t *c)
 {
-    if (pp->partitioned)
-        return s_pop(&c->q_head, &c->q_tail);
-    return s_pop(&pp->q_head, &pp->q_tail);
+    return sl_prioq_pop(pp->partitioned ? &c->pq : &pp->pq, sl_mono_ns());
 }
 
 static void s_put_back(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
 {
-    if (pp->partitioned)
-        s_push_front(&c->q_head, &c->q_tail, w);
-    else
-        s_push_front(&pp->q_head, &pp->q_tail, w);
+    sl_prioq_t *q = pp->partitioned ? &c->pq : &pp->pq;
+    if (sl_prioq_push_front(q, w, w->level, sl_mono_ns()) != 0)
+        s_queue_failed(pp, w);
 }
 
 /* Merges the items queued behind w that came over the same link into it,
  * up to PP_ITEM_RECORDS: each hand-over to a process costs a few system
  * calls and wake-ups on both sides, whatever its size. The records stay
  * in order; credit is released per link, so only same-link items merge. */
+static int s_mergeable(const sl_work_t *w, const sl_work_t *x, uint32_t total,
+                       uint32_t cap)
+{
+    /* a retry item keeps its own first-failure times; markers need
+     * generations kept apart */
+    return x && x->link == w->link && x->gen == w->gen && !x->retry &&
+           total + x->count <= cap;
+}
+
 static sl_work_t *s_coalesce(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
 {
-    sl_work_t **head = pp->partitioned ? &c->q_head : &pp->q_head;
-    sl_work_t **tail = pp->partitioned ? &c->q_tail : &pp->q_tail;
-    uint32_t total = w->count;
-    size_t bytes = zmq_msg_size(&w->msg);
-    unsigned n = 0;
+    sl_prioq_t *q = pp->partitioned ? &c->pq : &pp->pq;
+    if (w->retry)
+        return w;
     /* Big enough to amortise a hand-over, small enough that one worker
      * cannot take the whole queue while the others idle. */
     unsigned live = atomic_load(&pp->r->n_live);
     uint32_t cap = pp->r->spec->queue / (2 * (live ? live : 1));
     if (cap > PP_ITEM_RECORDS)
         cap = PP_ITEM_RECORDS;
-    for (sl_work_t *x = *head; x && x->link == w->link &&
-                               total + x->count <= cap;
-         x = x->next) {
-        total += x->count;
-        bytes += zmq_msg_size(&x->msg) - SL_BATCH_HDR;
-        n++;
-    }
-    if (!n)
+    sl_work_t *next = sl_prioq_peek_level(q, w->level);
+    if (!s_mergeable(w, next, w->count, cap))
         return w;
-    char *buf = malloc(bytes);
-    sl_work_t *m = calloc(1, sizeof(*m));
-    if (!buf || !m) {
-        free(buf);
-        free(m);
-        return w; /* send it alone */
+    /* Only items queued right behind w in its own level merge. */
+    sl_batch_t b;
+    sl__batch_init(&b);
+    size_t wlen = zmq_msg_size(&w->msg);
+    int rc = sl__batch_grow(&b, wlen);
+    if (rc == 0) {
+        memcpy(b.data, zmq_msg_data(&w->msg), wlen);
+        b.len = wlen;
     }
-    size_t off = zmq_msg_size(&w->msg);
-    memcpy(buf, zmq_msg_data(&w->msg), off);
-    for (unsigned i = 0; i < n; i++) {
-        sl_work_t *x = s_pop(head, tail);
-        size_t len = zmq_msg_size(&x->msg) - SL_BATCH_HDR;
-        memcpy(buf + off, (char *)zmq_msg_data(&x->msg) + SL_BATCH_HDR, len);
-        off += len;
+    uint32_t total = w->count;
+    unsigned n = 0;
+    while (rc == 0 && s_mergeable(w, next, total, cap)) {
+        size_t len = zmq_msg_size(&next->msg) - SL_BATCH_HDR;
+        rc = sl__batch_grow(&b, len);
+        if (rc)
+            break;
+        sl_work_t *x = sl_prioq_pop_level(q, w->level, sl_mono_ns());
+        memcpy(b.data + b.len, (char *)zmq_msg_data(&x->msg) + SL_BATCH_HDR,
+               len);
+        b.len += len;
+        total += x->count;
+        n++;
         sl__work_free(x);
+        next = sl_prioq_peek_level(q, w->level);
     }
-    sl__put_u32((unsigned char *)buf + 4, total);
-    if (zmq_msg_init_data(&m->msg, buf, bytes, s_free_plain, NULL) != 0) {
-        free(buf);
+    sl_work_t *m = calloc(1, sizeof(*m));
+    if (rc || !m || !n) {
+        /* cannot happen with n == 0; out of memory after merging some is
+         * not recoverable without losing them */
         free(m);
-        return w; /* unreachable: init_data does not fail */
+        sl__batch_fini(&b);
+        if (n)
+            s_queue_failed(pp, w);
+        return n ? NULL : w;
     }
+    size_t bytes = b.len;
+    char *buf = b.data;
+    b.data = NULL;
+    sl__batch_fini(&b);
+    sl__put_u32((unsigned char *)buf + 4, total);
+    zmq_msg_init_data(&m->msg, buf, bytes, s_free_plain, NULL);
     m->count = total;
     m->link = w->link;
     m->worker = w->worker;
+    m->gen = w->gen;
+    m->level = w->level;
     sl__work_free(w);
     pthread_mutex_lock(&pp->r->mu);
     pp->r->inflight -= n;
@@ -411,6 +412,8 @@ static void s_dispatch(sl_procpool_t *pp)
             if (!w)
                 break;
             w = s_coalesce(pp, c, w);
+            if (!w)
+                return;
             pp_item_t *it = calloc(1, sizeof(*it));
             zmq_msg_t copy;
             if (!it || zmq_msg_init(&copy) != 0 || zmq_msg_copy(&copy, &w->msg) != 0) {
@@ -973,10 +976,10 @@ int sl__procpool_busy(const sl_procpool_t *pp, unsigned i)
 
 int sl__procpool_backlog(const sl_procpool_t *pp)
 {
-    if (pp->q_head)
+    if (!sl_prioq_empty(&pp->pq))
         return 1;
     for (unsigned i = 0; i < pp->n; i++)
-        if (pp->children[i].q_head)
+        if (!sl_prioq_empty(&pp->children[i].pq))
             return 1;
     return 0;
 }
@@ -1098,13 +1101,13 @@ void sl__procpool_destroy(sl_procpool_t **ppp)
                 sl__work_free(it->work);
                 free(it);
             }
-            for (sl_work_t *w; (w = s_pop(&c->q_head, &c->q_tail));)
-                sl__work_free(w);
+            sl_prioq_drain(&c->pq, sl__work_free_cb, NULL);
+            sl_prioq_fini(&c->pq);
         }
         free(pp->children);
     }
-    for (sl_work_t *w; (w = s_pop(&pp->q_head, &pp->q_tail));)
-        sl__work_free(w);
+    sl_prioq_drain(&pp->pq, sl__work_free_cb, NULL);
+    sl_prioq_fini(&pp->pq);
     if (pp->sock)
         zmq_close(pp->sock);
     free(pp);

@@ -69,6 +69,7 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
     r->out_batch = s_out_batch(topo, s);
     r->efd = -1;
     pthread_mutex_init(&r->mu, NULL);
+    sl_prioq_init(&r->pq);
     pthread_cond_init(&r->cv, NULL);
     snprintf(r->endpoint, sizeof(r->endpoint), "inproc://sluice-%lu-%zu",
              run->id, i);
@@ -301,11 +302,8 @@ static void s_runner_fini(sl_runner_t *r)
     sl__procpool_destroy(&r->pp);
     sl__worker_fini_all(r);
     sl__deadletter_close(&r->dl);
-    while (r->q_head) {
-        sl_work_t *item = r->q_head;
-        r->q_head = item->next;
-        sl__work_free(item);
-    }
+    sl_prioq_drain(&r->pq, sl__work_free_cb, NULL);
+    sl_prioq_fini(&r->pq);
     for (sl_done_t *lists[2] = {r->done_head, r->pend_head}, **l = lists;
          l < lists + 2; l++)
         while (*l) {

@@ -16,6 +16,7 @@
 #include "ctx.h"
 #include "hist.h"
 #include "procpool.h"
+#include "prioq.h"
 #include "proto.h"
 #include "retry.h"
 #include "topology.h"
@@ -39,6 +40,7 @@ typedef struct sl_work {
     uint32_t gen;    /* the stage's generation when it arrived (markers) */
     int retry;       /* records coming back from the retry queue */
     uint64_t *first_ns; /* retry items: each record's first failure */
+    uint8_t level;   /* priority level its records are served at */
 } sl_work_t;
 
 typedef struct sl_done {
@@ -93,8 +95,7 @@ typedef struct sl_worker {
     int ctx_ready;
     void *state;
     int state_ready;
-    sl_work_t *q_head; /* own queue when the stage is partitioned */
-    sl_work_t *q_tail;
+    sl_prioq_t pq;     /* own queue when the stage is partitioned */
     sl_worker_stats_t stats;
     sl_hist_t latency; /* sinks: end-to-end ns, merged after join */
     /* Failures of the item in hand, posted with its last output. */
@@ -141,7 +142,8 @@ struct sl_runner {
     /* Shared with the workers, under mu. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    sl_work_t *q_head, *q_tail;
+    sl_prioq_t pq;        /* work waiting for a worker, by priority */
+    uint32_t gen_cur;     /* generation of arriving work (markers) */
     uint32_t inflight;    /* work items queued or being handled */
     sl_done_t *done_head, *done_tail;
     int flush_now;
@@ -194,6 +196,7 @@ void sl__worker_record_failed(sl_worker_t *w, const sl_envelope_t *env,
                               const char *payload, size_t len,
                               const char *why, uint64_t first_ns);
 void sl__work_free(sl_work_t *item);
+void sl__work_free_cb(void *item, void *arg); /* for sl_prioq_drain */
 
 /* Dispatcher side (dispatch.c). */
 void *sl__dispatcher_main(void *arg);

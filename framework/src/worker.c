@@ -336,20 +336,14 @@ static void *s_consumer_main(void *arg)
     int partitioned = r->spec->partition_by != NULL;
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        sl_work_t **head = partitioned ? &w->q_head : &r->q_head;
-        sl_work_t **tail = partitioned ? &w->q_tail : &r->q_tail;
-        while (!*head && !r->flush_now && !r->stop && !w->retire)
+        sl_prioq_t *q = partitioned ? &w->pq : &r->pq;
+        while (sl_prioq_empty(q) && !r->flush_now && !r->stop && !w->retire)
             pthread_cond_wait(&r->cv, &r->mu);
         if (r->stop) {
             pthread_mutex_unlock(&r->mu);
             return NULL;
         }
-        sl_work_t *item = *head;
-        if (item) {
-            *head = item->next;
-            if (!*head)
-                *tail = NULL;
-        }
+        sl_work_t *item = sl_prioq_pop(q, sl_mono_ns());
         /* A worker told to retire leaves even at end of stream: the
          * dispatcher no longer counts it among the pool's flushes. */
         int retiring = !item && w->retire;
@@ -484,6 +478,7 @@ int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen)
     }
     for (unsigned i = 0; i < r->n_workers; i++) {
         sl__batch_init(&r->workers[i].retry_out);
+        sl_prioq_init(&r->workers[i].pq);
         sl__batch_init(&r->workers[i].dl_out);
         r->workers[i].runner = r;
         r->workers[i].index = i;
@@ -565,11 +560,8 @@ void sl__worker_fini_all(sl_runner_t *r)
         return;
     for (unsigned i = 0; i < r->n_workers; i++) {
         sl_worker_t *w = &r->workers[i];
-        while (w->q_head) {
-            sl_work_t *item = w->q_head;
-            w->q_head = item->next;
-            s_free_item(item);
-        }
+        sl_prioq_drain(&w->pq, sl__work_free_cb, NULL);
+        sl_prioq_fini(&w->pq);
         if (w->state_ready && r->desc->fini)
             r->desc->fini(w->state);
         if (w->ctx_ready)
@@ -581,3 +573,9 @@ void sl__worker_fini_all(sl_runner_t *r)
 }
 
 void sl__work_free(sl_work_t *item) { s_free_item(item); }
+
+void sl__work_free_cb(void *item, void *arg)
+{
+    (void)arg;
+    s_free_item(item);
+}
