@@ -79,10 +79,11 @@ uint32_t sl__resources_limit(const sl_resources_t *rs, size_t res);
 
 /* Blocks until a slot of resource res is free and claims it for the
  * calling process; *slot receives the slot to pass to release. Returns 0,
- * -ECANCELED once *cancel is nonzero (checked at least every 50 ms while
- * waiting; a free slot is taken even if *cancel is already set), or
- * -EINVAL for res out of range. cancel may be NULL (wait for ever). O(1)
- * on average: the scan starts where the last release happened. */
+ * -ECANCELED once *cancel is nonzero or the table is closed (checked at
+ * least every 50 ms while waiting; a free slot is taken even if *cancel is
+ * already set), or -EINVAL for res out of range. cancel may be NULL (wait
+ * until a slot frees or the table is closed). O(1) on average: the scan
+ * starts where the last release happened. */
 int sl__resources_acquire(sl_resources_t *rs, size_t res,
                           const atomic_int *cancel, int *slot);
 /* Gives back a slot from acquire (in any thread of the same process).
@@ -109,6 +110,13 @@ void sl__resources_release_set(sl_resources_t *rs, const size_t *idx,
  * live user of the table (nor with the parent's own pid while its threads
  * run). O(total slots). */
 unsigned sl__resources_release_pid(sl_resources_t *rs, pid_t pid);
+
+/* For the end of a run: from now on every acquire that would have to
+ * wait, in every process attached to the table, returns -ECANCELED (free
+ * slots are still handed out), and current waiters are woken. Lets worker
+ * processes that have no cancel flag of their own leave promptly. Cannot
+ * be undone. */
+void sl__resources_close(sl_resources_t *rs);
 
 /* Wakes every waiter of every resource so that they check their cancel
  * flag now rather than at their next timeout. For shutdown. */
