@@ -30,6 +30,7 @@ struct sl_harness {
     size_t errors;
     uint64_t read;
     uint64_t next_id;
+    void *resume; /* the position handed to the worker, owned */
     char last_error[1024];
 };
 
@@ -113,14 +114,25 @@ static int s_on_full(sl_ctx_t *ctx, void *arg)
     return s_collect(arg);
 }
 
-sl_harness_t *sl_harness_new(const char *name, const char *config_yaml,
-                             const char *basedir, char *err, size_t errlen)
+/* positions: keep source positions as a run with `state_dir:` does,
+ * resuming from pos (len bytes) when it is not NULL. */
+static sl_harness_t *s_new(const char *name, const char *config_yaml,
+                           const char *basedir, int positions,
+                           const void *pos, size_t len, char *err,
+                           size_t errlen)
 {
     sl_harness_t *h = calloc(1, sizeof(*h));
     if (!h) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (pos && !(h->resume = malloc(len ? len : 1))) {
+        free(h);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (pos)
+        memcpy(h->resume, pos, len);
     sl__diag_init(&h->diag);
     h->plugin = sl__plugin_load(name, err, errlen);
     if (!h->plugin)
@@ -159,6 +171,9 @@ sl_harness_t *sl_harness_new(const char *name, const char *config_yaml,
     h->ctx.on_full_arg = h;
     h->ctx.on_input_error = s_input_error;
     h->ctx.on_input_error_arg = h;
+    h->ctx.positions_on = positions;
+    h->ctx.resume = h->resume;
+    h->ctx.resume_len = h->resume ? len : 0;
     int rc = d->init(&h->ctx, cfg, &h->state);
     if (rc != 0) {
         if (h->diag.count)
@@ -173,6 +188,19 @@ fail_diag:
 fail:
     sl_harness_destroy(&h);
     return NULL;
+}
+
+sl_harness_t *sl_harness_new(const char *name, const char *config_yaml,
+                             const char *basedir, char *err, size_t errlen)
+{
+    return s_new(name, config_yaml, basedir, 0, NULL, 0, err, errlen);
+}
+
+sl_harness_t *sl_harness_new_resume(const char *name, const char *config_yaml,
+                                    const char *basedir, const void *pos,
+                                    size_t len, char *err, size_t errlen)
+{
+    return s_new(name, config_yaml, basedir, 1, pos, len, err, errlen);
 }
 
 void sl_harness_destroy(sl_harness_t **hp)
@@ -192,6 +220,7 @@ void sl_harness_destroy(sl_harness_t **hp)
     sl__config_doc_destroy(&h->doc);
     sl__diag_fini(&h->diag);
     sl__plugin_release(&h->plugin);
+    free(h->resume);
     free(h);
     *hp = NULL;
 }
@@ -269,6 +298,23 @@ int sl_harness_flush(sl_harness_t *h)
     sl__ctx_end_call(&h->ctx);
     int crc = s_collect(h);
     return rc < 0 ? rc : crc;
+}
+
+int sl_harness_sync(sl_harness_t *h)
+{
+    const sl_stage_desc_t *d = h->plugin->desc;
+    if (!d->sync)
+        return -ENOTSUP;
+    sl__ctx_begin_flush(&h->ctx);
+    int rc = d->sync(h->state, &h->ctx);
+    sl__ctx_end_call(&h->ctx);
+    return rc;
+}
+
+const void *sl_harness_position(const sl_harness_t *h, size_t *len)
+{
+    *len = h->ctx.pos ? h->ctx.pos_len : 0;
+    return h->ctx.pos;
 }
 
 size_t sl_harness_count(const sl_harness_t *h) { return h->n_outputs; }

@@ -18,6 +18,12 @@ typedef struct sl_harness sl_harness_t;
  * into err. */
 sl_harness_t *sl_harness_new(const char *name, const char *config_yaml,
                              const char *basedir, char *err, size_t errlen);
+/* Like sl_harness_new, but the worker keeps source positions as in a run
+ * with `state_dir:`, and init sees pos (len bytes, copied; NULL for none)
+ * as the position an earlier run committed. */
+sl_harness_t *sl_harness_new_resume(const char *name, const char *config_yaml,
+                                    const char *basedir, const void *pos,
+                                    size_t len, char *err, size_t errlen);
 void sl_harness_destroy(sl_harness_t **h);
 
 /* Transform/sink: runs process() on one record given as JSON text (an
@@ -32,6 +38,11 @@ int sl_harness_push_msgpack(sl_harness_t *h, const void *data, size_t len);
 int sl_harness_pull_all(sl_harness_t *h, size_t budget, size_t max_calls);
 /* Calls flush() on the worker. */
 int sl_harness_flush(sl_harness_t *h);
+/* Calls sync() on the worker; -ENOTSUP if the plugin has none. */
+int sl_harness_sync(sl_harness_t *h);
+/* The newest position the source set with sl_ctx_set_position (only with
+ * sl_harness_new_resume), or NULL if none yet. Valid until the next pull. */
+const void *sl_harness_position(const sl_harness_t *h, size_t *len);
 
 /* What came out so far, each as compact JSON (keys in emitted order; bin as
  * base64 string; floats with %.17g trimmed). Pointers stay valid until the

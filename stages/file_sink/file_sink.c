@@ -2,9 +2,10 @@
  * file_sink: writes records to one file as JSON lines, CSV or raw msgpack.
  *
  * Output goes through a userspace buffer that is written with write(2) when
- * it passes FS_BUF_BYTES, every `flush_every` records if set, at flush()
- * and at fini, so the cost per record is an encode and a memcpy. One worker
- * at most: a second writer would interleave partial buffers.
+ * it passes FS_BUF_BYTES, every `flush_every` records if set, at sync()
+ * (after each batch when the run keeps source positions), at flush() and at
+ * fini, so the cost per record is an encode and a memcpy. One worker at
+ * most: a second writer would interleave partial buffers.
  */
 #include <sluice/json.h>
 #include <sluice/stage.h>
@@ -47,6 +48,7 @@ typedef struct fs_state {
     fs_opts_t o;
     int fd;
     uint64_t pending;       /* records buffered since the last write */
+    int unsynced;           /* written since the last fsync */
     msgpack_sbuffer buf;    /* bytes not yet written */
     msgpack_packer pk;      /* packs into buf (msgpack projection) */
     msgpack_sbuffer scratch; /* JSON of one CSV cell */
@@ -215,6 +217,7 @@ static int s_drain(fs_state_t *st, size_t *lost)
         }
         off += (size_t)n;
     }
+    st->unsynced |= off > 0;
     if (lost)
         *lost = st->buf.size - off;
     st->buf.size = 0;
@@ -546,8 +549,36 @@ static int fs_flush(void *state, sl_ctx_t *ctx)
         rc = -errno;
         sl_log(ctx, SL_LOG_ERROR, "cannot fsync '%s': %s", st->o.path,
                strerror(-rc));
+    } else {
+        st->unsynced = 0;
     }
     return rc;
+}
+
+/* Everything handled so far reaches the kernel (and the disk with
+ * `fsync`) before the host commits source positions past it; an error
+ * fails the run rather than have positions skip lost records. */
+static int fs_sync(void *state, sl_ctx_t *ctx)
+{
+    fs_state_t *st = state;
+    size_t lost;
+    int rc = 0;
+
+    if (st->buf.size > 0 && (rc = s_drain(st, &lost)) < 0) {
+        sl_log(ctx, SL_LOG_ERROR, "cannot write '%s': %s (%zu buffered "
+               "bytes dropped)", st->o.path, strerror(-rc), lost);
+        return rc;
+    }
+    if (st->o.fsync && st->unsynced) {
+        if (fsync(st->fd) < 0) {
+            rc = -errno;
+            sl_log(ctx, SL_LOG_ERROR, "cannot fsync '%s': %s", st->o.path,
+                   strerror(-rc));
+            return rc;
+        }
+        st->unsynced = 0;
+    }
+    return 0;
 }
 
 static void fs_fini(void *state)
@@ -576,4 +607,5 @@ SL_STAGE_DEFINE(.name = "file_sink",
                 .init = fs_init,
                 .process = fs_process,
                 .flush = fs_flush,
+                .sync = fs_sync,
                 .fini = fs_fini);

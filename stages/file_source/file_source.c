@@ -7,18 +7,26 @@
  * record costs no allocation. A unit that cannot become a record (invalid
  * JSON, a CSV row of the wrong width, an over-long line) is reported with
  * sl_ctx_input_error naming FILE:LINE (or FILE: byte N) and skipped.
+ *
+ * Each pull ends by recording the position after the last unit handled
+ * (position.h), so that a run with `state_dir:` resumes where the records
+ * it had finished end; a position that no longer fits the file (replaced,
+ * truncated, corrupt) is refused with a warning and the file read again.
  */
 #include <sluice/json.h>
 #include <sluice/stage.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "csv_row.h"
 #include "mpk_scan.h"
+#include "position.h"
 #include "reader.h"
 
 #define FS_DEFAULT_MAX_LINE (1024 * 1024)
@@ -63,7 +71,16 @@ typedef struct fs_state {
     size_t ncols;           /* 0 until the header is known */
     int in_row;             /* a row has started and not yet ended */
     uint64_t row_line;      /* line where the current row started */
+    uint64_t row_off;       /* file offset where it started */
     size_t row_bytes;
+    /* resuming */
+    int started;            /* the first pull has looked at the resume */
+    int quiet;              /* re-reading a csv header after a resume */
+    uint64_t ino;
+    char *real;             /* absolute path with links resolved, owned */
+    unsigned char *pos;     /* the encoded position, pos_len bytes, or NULL */
+    size_t pos_len;
+    fs_fp_t fp;
 } fs_state_t;
 
 static const char *const s_keys[] = {"path",      "format", "with_position",
@@ -237,6 +254,8 @@ static void fs_fini(void *state)
     msgpack_sbuffer_destroy(&st->scratch);
     fs_reader_close(&st->rd);
     s_opts_free(&st->o);
+    free(st->pos);
+    free(st->real);
     free(st);
 }
 
@@ -264,9 +283,35 @@ static int s_set_header_from_config(fs_state_t *st)
     return 0;
 }
 
+/* Room for the position, unless the path is too long to fit one. The
+ * position names the file by its real path: the configured one is
+ * relative to the topology's folder as given on the command line, which
+ * may differ from run to run. */
+static int s_pos_alloc(fs_state_t *st, sl_ctx_t *ctx)
+{
+    struct stat sb;
+    size_t plen;
+
+    if (fstat(st->rd.fd, &sb) < 0)
+        return -errno;
+    st->ino = (uint64_t)sb.st_ino;
+    st->real = realpath(st->o.path, NULL);
+    if (!st->real && !(st->real = strdup(st->o.path)))
+        return -ENOMEM;
+    plen = strlen(st->real);
+    if (plen > UINT16_MAX || fs_pos_size(plen) > SL_POSITION_MAX) {
+        sl_log(ctx, SL_LOG_WARN, "%.64s...: path too long to keep a resume "
+               "position; a later run reads the file from the beginning",
+               st->o.path);
+        return 0;
+    }
+    st->pos_len = fs_pos_size(plen);
+    st->pos = malloc(st->pos_len);
+    return st->pos ? 0 : -ENOMEM;
+}
+
 static int fs_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
 {
-    (void)ctx;
     fs_state_t *st = calloc(1, sizeof(*st));
     int rc;
 
@@ -296,6 +341,9 @@ static int fs_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
                         strerror(-rc));
         goto fail;
     }
+    rc = s_pos_alloc(st, ctx);
+    if (rc < 0)
+        goto fail;
     *state = st;
     return 0;
 
@@ -305,6 +353,22 @@ fail:
 }
 
 /* ---- emitting ------------------------------------------------------------ */
+
+/* Input errors go through here so that re-reading a csv header after a
+ * resume does not count again what the earlier run counted. */
+static void SL_PRINTF(3, 4) s_input_error(fs_state_t *st, sl_ctx_t *ctx,
+                                          const char *fmt, ...)
+{
+    char msg[SL_POSITION_MAX + 512];
+    va_list ap;
+
+    if (st->quiet)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    sl_ctx_input_error(ctx, "%s", msg);
+}
 
 static void s_pack_str(msgpack_packer *pk, const char *s, size_t n)
 {
@@ -402,16 +466,16 @@ static int s_jsonl(fs_state_t *st, sl_ctx_t *ctx, const char *line,
     if (rc == -EBADMSG) {
         /* The text is one line: "line 1 column C" is just "column C". */
         const char *e = strncmp(err, "line 1 ", 7) ? err : err + 7;
-        sl_ctx_input_error(ctx, "%s:%lu: invalid JSON: %s", st->o.path,
-                           lineno, e);
+        s_input_error(st, ctx, "%s:%lu: invalid JSON: %s", st->o.path,
+                      lineno, e);
         return 0;
     }
     if (rc < 0)
         return rc;
     const unsigned char *p = (const unsigned char *)st->scratch.data;
     if (!s_is_map_head(p[0])) {
-        sl_ctx_input_error(ctx, "%s:%lu: expected a JSON object, got %s",
-                           st->o.path, lineno, s_kind(p[0]));
+        s_input_error(st, ctx, "%s:%lu: expected a JSON object, got %s",
+                      st->o.path, lineno, s_kind(p[0]));
         return 0;
     }
     if (!st->o.with_position) {
@@ -458,9 +522,9 @@ static int s_csv_row(fs_state_t *st, sl_ctx_t *ctx)
     if (st->ncols == 0) {
         rc = s_csv_take_header(st);
     } else if (r->first != st->ncols) {
-        sl_ctx_input_error(ctx, "%s:%lu: expected %zu fields, got %zu",
-                           st->o.path, (unsigned long)st->row_line, st->ncols,
-                           r->first);
+        s_input_error(st, ctx, "%s:%lu: expected %zu fields, got %zu",
+                      st->o.path, (unsigned long)st->row_line, st->ncols,
+                      r->first);
     } else {
         msgpack_packer *pk = sl_emit_begin(ctx);
         if (!pk)
@@ -487,7 +551,7 @@ static int s_csv_row(fs_state_t *st, sl_ctx_t *ctx)
 static void s_csv_drop(fs_state_t *st, sl_ctx_t *ctx, unsigned long line,
                        const char *what)
 {
-    sl_ctx_input_error(ctx, "%s:%lu: %s", st->o.path, line, what);
+    s_input_error(st, ctx, "%s:%lu: %s", st->o.path, line, what);
     csv_row_reset(&st->csv);
     st->in_row = 0;
 }
@@ -518,6 +582,7 @@ static int s_csv_line(fs_state_t *st, sl_ctx_t *ctx, const char *line,
             return 0;
         st->in_row = 1;
         st->row_line = st->rd.lineno;
+        st->row_off = fs_reader_offset(&st->rd) - len;
         st->row_bytes = 0;
     }
     st->row_bytes += len;
@@ -559,36 +624,37 @@ static int s_msgpack(fs_state_t *st, sl_ctx_t *ctx)
             if (is_map)
                 rc = sl_emit_raw(ctx, p, len);
             else
-                sl_ctx_input_error(ctx, "%s: byte %llu: expected a msgpack "
-                                        "map, got %s", st->o.path, off,
-                                   s_kind((unsigned char)p[0]));
+                s_input_error(st, ctx, "%s: byte %llu: expected a msgpack "
+                                   "map, got %s", st->o.path, off,
+                              s_kind((unsigned char)p[0]));
             fs_reader_consume(rd, len);
             return rc < 0 ? rc : is_map;
         }
         /* Past a bad byte there is no telling where the next value
          * starts, so the rest of the file is given up. */
         if (r == FS_MPK_INVALID || r == FS_MPK_DEEP) {
-            sl_ctx_input_error(ctx, "%s: byte %llu: %s", st->o.path,
-                               off + len,
-                               r == FS_MPK_DEEP
-                                   ? "msgpack value nested deeper than 32 "
-                                     "levels; rest of file skipped"
-                                   : "invalid msgpack data (byte 0xc1); "
-                                     "rest of file skipped");
+            s_input_error(st, ctx, "%s: byte %llu: %s", st->o.path,
+                          off + len,
+                          r == FS_MPK_DEEP
+                              ? "msgpack value nested deeper than 32 "
+                                "levels; rest of file skipped"
+                              : "invalid msgpack data (byte 0xc1); "
+                                "rest of file skipped");
             return FS_DONE;
         }
         if (rd->eof) {
-            sl_ctx_input_error(ctx, "%s: byte %llu: truncated msgpack value "
-                                    "at end of file", st->o.path, off);
-            fs_reader_consume(rd, (size_t)avail);
+            s_input_error(st, ctx, "%s: byte %llu: truncated msgpack value "
+                               "at end of file", st->o.path, off);
+            /* Not consumed: the position stays before it, in case the
+             * writer was only halfway through. */
             return FS_DONE;
         }
         size_t want = (size_t)avail + FS_READ_CHUNK;
         if ((size_t)avail >= rd->max_cap) {
-            sl_ctx_input_error(ctx, "%s: byte %llu: msgpack value larger than "
-                                    "max_line (%zu bytes); rest of file "
-                                    "skipped", st->o.path, off,
-                               st->o.max_line);
+            s_input_error(st, ctx, "%s: byte %llu: msgpack value larger than "
+                               "max_line (%zu bytes); rest of file "
+                               "skipped", st->o.path, off,
+                          st->o.max_line);
             return FS_DONE;
         }
         if (want > rd->max_cap)
@@ -617,9 +683,9 @@ static int s_step(fs_state_t *st, sl_ctx_t *ctx)
             csv_row_reset(&st->csv);
             st->in_row = 0;
         }
-        sl_ctx_input_error(ctx, "%s:%lu: line longer than max_line (%zu "
-                                "bytes)", st->o.path,
-                           (unsigned long)st->rd.lineno, st->o.max_line);
+        s_input_error(st, ctx, "%s:%lu: line longer than max_line (%zu "
+                           "bytes)", st->o.path,
+                      (unsigned long)st->rd.lineno, st->o.max_line);
         return 0;
     }
     if (rc < 0)
@@ -643,29 +709,156 @@ static int s_step(fs_state_t *st, sl_ctx_t *ctx)
     }
 }
 
+/* ---- positions ----------------------------------------------------------- */
+
+/* Records where the next pull reads on: after the last unit handled, or at
+ * the start of a csv row that is only partly read. No I/O once the file's
+ * first FS_FP_MAX bytes are known. */
+static void s_set_position(fs_state_t *st, sl_ctx_t *ctx)
+{
+    fs_pos_t p = {.format = (unsigned)st->o.format, .ino = st->ino,
+                  .offset = fs_reader_offset(&st->rd),
+                  .lineno = st->rd.lineno, .path = st->real};
+
+    if (!st->pos)
+        return;
+    p.path_len = st->pos_len - fs_pos_size(0);
+    if (st->o.format == FS_CSV && st->in_row) {
+        p.offset = st->row_off;
+        p.lineno = st->row_line - 1;
+    }
+    if (fs_fp_get(&st->fp, st->rd.fd, p.offset, &p.fp_len, &p.fp_hash) < 0)
+        return; /* the reading itself reports a failing file */
+    fs_pos_encode(&p, st->pos);
+    sl_ctx_set_position(ctx, st->pos, st->pos_len);
+}
+
+/* Why a saved position does not describe the file as it is now, or NULL
+ * if it does. */
+static const char *s_changed(fs_state_t *st, const fs_pos_t *p, char *buf,
+                             size_t len)
+{
+    struct stat sb;
+    uint32_t fp_len;
+    uint64_t fp_hash;
+
+    if (fstat(st->rd.fd, &sb) < 0)
+        return strerror(errno);
+    if ((uint64_t)sb.st_ino != p->ino) {
+        snprintf(buf, len, "it is another file: inode %llu, was %llu",
+                 (unsigned long long)sb.st_ino,
+                 (unsigned long long)p->ino);
+        return buf;
+    }
+    if ((uint64_t)sb.st_size < p->offset) {
+        snprintf(buf, len, "it was truncated: %llu bytes, the position is "
+                           "at byte %llu",
+                 (unsigned long long)sb.st_size,
+                 (unsigned long long)p->offset);
+        return buf;
+    }
+    if (fs_fp_get(&st->fp, st->rd.fd, p->offset, &fp_len, &fp_hash) < 0 ||
+        fp_len != p->fp_len || fp_hash != p->fp_hash) {
+        snprintf(buf, len, "its first %u bytes are not the same",
+                 (unsigned)p->fp_len);
+        return buf;
+    }
+    return NULL;
+}
+
+/* A csv file's own header is read again, quietly (the earlier run
+ * reported its errors), before seeking past it. */
+static int s_reread_header(fs_state_t *st, sl_ctx_t *ctx)
+{
+    int rc = 0;
+
+    st->quiet = 1;
+    while (st->ncols == 0 && rc >= 0 && rc != FS_DONE)
+        rc = s_step(st, ctx);
+    st->quiet = 0;
+    return rc < 0 ? rc : 0;
+}
+
+/* Seeks to the position the earlier run committed, if it still fits the
+ * file; otherwise warns and leaves the file to be read from the start. */
+static int s_resume(fs_state_t *st, sl_ctx_t *ctx)
+{
+    size_t len;
+    const void *blob = sl_ctx_resume_position(ctx, &len);
+    const char *why;
+    char buf[160];
+    fs_pos_t p;
+    int rc;
+
+    if (!blob)
+        return 0;
+    if (fs_pos_decode(blob, len, &p, &why) < 0) {
+        sl_log(ctx, SL_LOG_WARN, "%s: saved position ignored (%s); reading "
+               "from the beginning", st->o.path, why);
+        return 0;
+    }
+    if (p.format != (unsigned)st->o.format ||
+        p.path_len != strlen(st->real) ||
+        memcmp(p.path, st->real, p.path_len)) {
+        sl_log(ctx, SL_LOG_WARN, "%s: saved position ignored (it is for "
+               "%s file '%.*s'); reading from the beginning", st->o.path,
+               s_format_names[p.format], (int)p.path_len, p.path);
+        return 0;
+    }
+    why = s_changed(st, &p, buf, sizeof(buf));
+    if (why) {
+        sl_log(ctx, SL_LOG_WARN, "%s: file changed since the saved position "
+               "(%s); reading it again from the beginning", st->o.path, why);
+        return 0;
+    }
+    if (st->o.format == FS_CSV && st->ncols == 0) {
+        rc = s_reread_header(st, ctx);
+        /* Up to the header's end there were no records: read on from
+         * there (or from the end, for a file with no header at all). */
+        if (rc < 0 || st->ncols == 0 || fs_reader_offset(&st->rd) >= p.offset)
+            return rc;
+    }
+    rc = fs_reader_seek(&st->rd, p.offset, p.lineno);
+    if (st->csv_ready) {
+        csv_row_reset(&st->csv);
+        st->in_row = 0;
+    }
+    return rc;
+}
+
 static int fs_pull(void *state, sl_ctx_t *ctx)
 {
     fs_state_t *st = state;
     size_t budget = sl_ctx_budget(ctx);
     size_t emitted = 0;
+    int rc = 0;
 
     if (st->at_end || sl_ctx_stopping(ctx))
         return SL_EOF;
-    for (size_t units = 0; emitted < budget && units < FS_UNITS_PER_PULL;
-         units++) {
-        int rc = s_step(st, ctx);
-        if (rc == FS_DONE) {
-            st->at_end = 1;
-            /* Records emitted in this call are delivered first; the next
-             * call reports the end. */
-            return emitted ? 0 : SL_EOF;
-        }
-        if (rc < 0) {
-            sl_log(ctx, SL_LOG_ERROR, "%s: stopped reading: %s", st->o.path,
-                   strerror(-rc));
-            return rc;
-        }
-        emitted += (size_t)rc;
+    if (!st->started) {
+        st->started = 1;
+        rc = s_resume(st, ctx);
+    }
+    for (size_t units = 0;
+         rc >= 0 && emitted < budget && units < FS_UNITS_PER_PULL; units++) {
+        rc = s_step(st, ctx);
+        if (rc == FS_DONE)
+            break;
+        if (rc > 0)
+            emitted += (size_t)rc;
+    }
+    /* One position per pull, after everything it emitted. */
+    s_set_position(st, ctx);
+    if (rc < 0) {
+        sl_log(ctx, SL_LOG_ERROR, "%s: stopped reading: %s", st->o.path,
+               strerror(-rc));
+        return rc;
+    }
+    if (rc == FS_DONE) {
+        st->at_end = 1;
+        /* Records emitted in this call are delivered first; the next call
+         * reports the end. */
+        return emitted ? 0 : SL_EOF;
     }
     return 0;
 }

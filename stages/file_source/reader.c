@@ -156,3 +156,14 @@ long fs_reader_fill(fs_reader_t *r, size_t want)
     }
     return (long)(r->end - r->start);
 }
+
+int fs_reader_seek(fs_reader_t *r, uint64_t off, uint64_t lineno)
+{
+    if (lseek(r->fd, (off_t)off, SEEK_SET) < 0)
+        return -errno;
+    r->start = r->end = 0;
+    r->base = off;
+    r->lineno = lineno;
+    r->eof = 0;
+    return 0;
+}

@@ -48,6 +48,9 @@ static inline void fs_reader_consume(fs_reader_t *r, size_t n)
 {
     r->start += n;
 }
+/* Reads on from byte off of the file, lineno lines being before it: the
+ * buffered bytes are dropped. 0 or -errno. */
+int fs_reader_seek(fs_reader_t *r, uint64_t off, uint64_t lineno);
 /* File offset of the current position. */
 static inline uint64_t fs_reader_offset(const fs_reader_t *r)
 {

@@ -1,11 +1,14 @@
-/* file_sink: exact file contents for each format, modes, errors. */
+/* file_sink: exact file contents for each format, modes, errors; sync()
+ * puts everything handled on disk. */
 #include <criterion/criterion.h>
 
 #include "harness.h"
 #include "testutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <msgpack.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,4 +333,109 @@ Test(file_sink, config_errors)
                     "'flush_every' must be >= 0");
     sl_test_refused("file_sink", "path: o.txt\ncolour: red", sl_test_dir(),
                     "unknown key 'colour'");
+}
+
+/* ---- sync ----------------------------------------------------------------- */
+
+/* The file as the kernel has it, read with open/read while the sink still
+ * holds it open. The caller frees. */
+static char *s_read_raw(const char *name)
+{
+    int fd = open(s_path(name), O_RDONLY);
+    cr_assert_geq(fd, 0);
+    size_t len = 0, cap = 4096;
+    char *text = malloc(cap);
+    for (;;) {
+        if (cap - len < 1024)
+            text = realloc(text, cap *= 2);
+        ssize_t n = read(fd, text + len, cap - len - 1);
+        cr_assert_geq(n, 0);
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    text[len] = '\0';
+    return text;
+}
+
+static void s_expect_raw(const char *name, const char *want)
+{
+    char *text = s_read_raw(name);
+    cr_assert_str_eq(text, want);
+    free(text);
+}
+
+Test(file_sink, sync_puts_every_record_in_the_file)
+{
+    sl_harness_t *h = sl_test_harness("file_sink", "path: y.jsonl",
+                                      sl_test_dir());
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":1}"), 0);
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":2}"), 0);
+    s_expect_raw("y.jsonl", ""); /* buffered: no write per record */
+    cr_assert_eq(sl_harness_sync(h), 0);
+    s_expect_raw("y.jsonl", "{\"a\":1}\n{\"a\":2}\n");
+    cr_assert_eq(sl_harness_sync(h), 0, "nothing new: still fine");
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":3}"), 0);
+    cr_assert_eq(sl_harness_sync(h), 0);
+    s_expect_raw("y.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+    sl_harness_destroy(&h);
+    s_expect_raw("y.jsonl", "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+}
+
+Test(file_sink, sync_csv_with_header_and_fsync)
+{
+    sl_harness_t *h = sl_test_harness(
+        "file_sink", "path: y.csv\nfields: [a, b]\nfsync: true",
+        sl_test_dir());
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":1,\"b\":\"x,y\"}"), 0);
+    s_expect_raw("y.csv", "");
+    cr_assert_eq(sl_harness_sync(h), 0);
+    s_expect_raw("y.csv", "a,b\n1,\"x,y\"\n");
+    sl_harness_destroy(&h);
+}
+
+Test(file_sink, sync_write_error_fails)
+{
+    sl_harness_t *h = sl_test_harness("file_sink", "path: /dev/full",
+                                      sl_test_dir());
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":1}"), 0, "buffered");
+    cr_assert_eq(sl_harness_sync(h), -ENOSPC);
+    sl_harness_destroy(&h);
+}
+
+/* A child writes n records, syncs if asked, and is killed with SIGKILL:
+ * what reached the file is what survives. */
+static void s_killed_after(int sync, const char *want)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        sl_harness_t *h = sl_test_harness("file_sink", "path: k.jsonl",
+                                          sl_test_dir());
+        for (int i = 0; i < 3; i++) {
+            char rec[32];
+            snprintf(rec, sizeof(rec), "{\"i\":%d}", i);
+            if (sl_harness_push_json(h, rec) != 0)
+                _exit(2);
+        }
+        if (sync && sl_harness_sync(h) != 0)
+            _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    cr_assert_eq(sl_test_wait_exit(pid, 30), 128 + SIGKILL);
+    s_expect_raw("k.jsonl", want);
+}
+
+Test(file_sink, synced_records_survive_sigkill)
+{
+    s_killed_after(1, "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n");
+}
+
+Test(file_sink, unsynced_records_die_with_the_process)
+{
+    /* The control for the test above: without sync nothing was written. */
+    s_killed_after(0, "");
 }
