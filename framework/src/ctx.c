@@ -1,5 +1,7 @@
 #include "ctx.h"
+#include "endian.h"
 #include "log.h"
+#include "prio_rule.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -216,6 +218,18 @@ static int s_emit_env(sl_ctx_t *ctx, sl_envelope_t *env)
 
 static int s_is_map_head(unsigned char c);
 
+/* The stage's priority rule, unless the handler chose one: read from the
+ * record just written at offset `at` of the output batch. */
+static void s_apply_rule(sl_ctx_t *ctx, size_t at)
+{
+    if (!ctx->prio_rule || ctx->prio_set)
+        return;
+    char *env = ctx->out.data + at;
+    uint32_t len = sl__get_u32((unsigned char *)env + 24);
+    env[20] = (char)sl__prio_rule_eval(ctx->prio_rule, env + SL_ENV_SIZE,
+                                       len, NULL);
+}
+
 int sl_emit_raw(sl_ctx_t *ctx, const void *data, size_t len)
 {
     if (len == 0 || !s_is_map_head(*(const unsigned char *)data))
@@ -224,9 +238,12 @@ int sl_emit_raw(sl_ctx_t *ctx, const void *data, size_t len)
     int rc = s_emit_env(ctx, &env);
     if (rc)
         return rc;
+    size_t at = ctx->out.len ? ctx->out.len : SL_BATCH_HDR;
     rc = sl__batch_append(&ctx->out, &env, data, len);
-    if (rc == 0)
+    if (rc == 0) {
         ctx->emitted++;
+        s_apply_rule(ctx, at);
+    }
     return rc;
 }
 
@@ -257,9 +274,12 @@ int sl_emit_commit(sl_ctx_t *ctx)
         sl__batch_abort(&ctx->out);
         return -EBADMSG;
     }
+    size_t at = ctx->out.open;
     int rc = sl__batch_commit(&ctx->out, NULL);
-    if (rc == 0)
+    if (rc == 0) {
         ctx->emitted++;
+        s_apply_rule(ctx, at);
+    }
     return rc;
 }
 

@@ -48,6 +48,7 @@ struct sl_ctx {
     uint64_t next_seq;       /* for fresh ids */
     int prio_set;
     uint8_t prio;
+    const struct sl_prio_rule *prio_rule; /* the stage's `priority:` */
     msgpack_packer pk;       /* writes into out */
     int packing;             /* between emit_begin and emit_commit */
 

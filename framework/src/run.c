@@ -216,6 +216,15 @@ sl_run_t *sl__run_new(const sl_topology_t *topo, char *err, size_t errlen)
         goto fail;
     }
     run->n_runners = topo->n_stages;
+    if (topo->n_resources) {
+        uint32_t limits[topo->n_resources];
+        for (size_t k = 0; k < topo->n_resources; k++)
+            limits[k] = topo->resources[k].limit;
+        run->resources = sl__resources_new(limits, topo->n_resources, err,
+                                           errlen);
+        if (!run->resources)
+            goto fail;
+    }
     for (size_t i = 0; i < topo->n_stages; i++)
         if (s_setup_runner(run, i, err, errlen) != 0)
             goto fail;
@@ -281,6 +290,8 @@ void sl__run_abort(sl_run_t *run)
 {
     atomic_store(&run->stopping, 1);
     atomic_store(&run->aborting, 1);
+    if (run->resources) /* waiters for a shared limit give up now */
+        sl__resources_close(run->resources);
     for (size_t i = 0; i < run->n_runners; i++) {
         sl_runner_t *r = &run->runners[i];
         pthread_mutex_lock(&r->mu);
@@ -351,6 +362,7 @@ void sl__run_destroy(sl_run_t **runp)
         s_runner_fini(&run->runners[i]);
     }
     free(run->runners);
+    sl__resources_destroy(&run->resources);
     if (run->zctx)
         zmq_ctx_term(run->zctx);
     free(run);

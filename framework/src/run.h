@@ -5,6 +5,7 @@
 #ifndef SL_RUN_H
 #define SL_RUN_H
 
+#include "resource.h"
 #include "runner.h"
 #include "topology.h"
 
@@ -44,6 +45,7 @@ struct sl_run {
     atomic_int failed;
     int positions_on;     /* state_dir: sources' positions are committed */
     atomic_int no_commit; /* a sink could not sync: commit nothing more */
+    sl_resources_t *resources; /* `resources:`, shared with worker processes */
     uint64_t t_start;
     _Atomic uint64_t t_end; /* when the last dispatcher finished */
     atomic_size_t n_finished;

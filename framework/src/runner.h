@@ -104,6 +104,7 @@ typedef struct sl_worker {
     size_t retry_first_cap;
     sl_batch_t dl_out;     /* dead letters for a dead-letter stage */
     uint32_t item_gen;     /* generation of the item in hand */
+    int *res_slots;        /* slots held of the stage's `uses` */
     uint64_t errors_logged;
     int retire;        /* under runner->mu: leave the pool when idle */
     int live;          /* dispatcher's view: in the pool */

@@ -7,6 +7,7 @@
  * is the user-facing description of every key checked.
  */
 #include "topology_parse.h"
+#include "prio_rule.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -551,7 +552,7 @@ void sl__topology_destroy(sl_topology_t **tp)
         free(s->partition_by);
         free(s->dl_path);
         free(s->uses);
-        sl__topo_prio_rule_free(s->priority);
+        sl__prio_rule_free(s->priority);
         free(s->inputs);
         free(s->outputs);
     }

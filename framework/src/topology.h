@@ -119,8 +119,6 @@ sl_topology_t *sl__topology_parse(const char *name, const char *basedir,
                                   const char *text, sl_diag_t *diag);
 void sl__topology_destroy(sl_topology_t **topo);
 
-void sl__topo_prio_rule_free(sl_prio_rule_t *rule);
-
 /* Index of a stage by name, or -1. */
 long sl__topology_find(const sl_topology_t *topo, const char *name);
 

@@ -7,6 +7,8 @@
  */
 #include "topology_parse.h"
 
+#include "prio_rule.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,7 +283,7 @@ static void s_parse_priority(sl_topo_parse_t *p, size_t i,
 oom:
     p->oom = true;
 fail:
-    sl__topo_prio_rule_free(rule);
+    sl__prio_rule_free(rule);
 }
 
 void sl__topo_parse_stage_routing(sl_topo_parse_t *p, size_t i,
@@ -319,18 +321,6 @@ void sl__topo_parse_stage_routing(sl_topo_parse_t *p, size_t i,
     }
     if ((n = sl_config_get(st, "priority")))
         s_parse_priority(p, i, n);
-}
-
-void sl__topo_prio_rule_free(sl_prio_rule_t *r)
-{
-    if (!r)
-        return;
-    for (size_t k = 0; k < r->n_values; k++)
-        free(r->keys[k]);
-    free(r->keys);
-    free(r->levels);
-    free(r->field);
-    free(r);
 }
 
 /* ---- dead-letter routing -------------------------------------------------- */

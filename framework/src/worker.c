@@ -205,7 +205,18 @@ static void s_record_failed(sl_worker_t *w, const sl_envelope_t *env,
 static int s_call_process(sl_worker_t *w, sl_record_t *rec)
 {
     sl_runner_t *r = w->runner;
-    return r->desc->process(w->state, &w->ctx, rec);
+    size_t n_uses = r->spec->n_uses;
+    if (!n_uses)
+        return r->desc->process(w->state, &w->ctx, rec);
+    sl_resources_t *rs = r->run->resources;
+    int rc = sl__resources_acquire_set(rs, r->spec->uses, n_uses,
+                                       &r->run->aborting, w->res_slots);
+    if (rc)
+        return sl_ctx_error(&w->ctx, "run aborted while waiting for a "
+                            "shared resource");
+    rc = r->desc->process(w->state, &w->ctx, rec);
+    sl__resources_release_set(rs, r->spec->uses, n_uses, w->res_slots);
+    return rc;
 }
 
 static void s_handle_item(sl_worker_t *w, sl_work_t *item)
@@ -426,6 +437,8 @@ static void s_worker_buffers_fini(sl_worker_t *w)
     sl__batch_fini(&w->dl_out);
     free(w->retry_first);
     w->retry_first = NULL;
+    free(w->res_slots);
+    w->res_slots = NULL;
     w->retry_first_cap = 0;
 }
 
@@ -434,6 +447,11 @@ int sl__worker_init_one(sl_runner_t *r, unsigned i, char *err, size_t errlen)
 {
     const sl_topo_stage_t *s = r->spec;
     sl_worker_t *w = &r->workers[i];
+    if (s->n_uses && !w->res_slots &&
+        !(w->res_slots = calloc(s->n_uses, sizeof(int)))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     int rc = sl__ctx_init(&w->ctx, s->name, (unsigned)r->index, i,
                           r->n_workers, r->desc->kind == SL_STAGE_SOURCE,
                           r->out_batch, &r->run->stopping);
@@ -442,6 +460,7 @@ int sl__worker_init_one(sl_runner_t *r, unsigned i, char *err, size_t errlen)
         return rc;
     }
     w->ctx_ready = 1;
+    w->ctx.prio_rule = s->priority;
     w->ctx.no_emit = r->desc->kind == SL_STAGE_SINK;
     w->ctx.on_full = s_on_full;
     w->ctx.on_full_arg = w;
