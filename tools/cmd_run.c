@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "cmd_run.h"
 #include "log.h"
 #include "run.h"
 
@@ -18,6 +19,7 @@ typedef struct s_opts {
 static int s_parse(int argc, char **argv, s_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
+    int rc;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -26,25 +28,9 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             i++;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             o->quiet = 1;
-        } else if (strcmp(a, "--log-level") == 0 && next) {
-            sl_log_level_t level;
-            if (sl__log_parse_level(next, &level) != 0) {
-                fprintf(stderr, "sluice run: unknown log level '%s' "
-                                "(error, warn, info, debug)\n", next);
-                return -EINVAL;
-            }
-            sl__log_set_level(level);
-            i++;
-        } else if (strcmp(a, "--log-format") == 0 && next) {
-            if (strcmp(next, "json") == 0)
-                sl__log_set_format(SL_LOG_JSON);
-            else if (strcmp(next, "logfmt") == 0)
-                sl__log_set_format(SL_LOG_LOGFMT);
-            else {
-                fprintf(stderr, "sluice run: unknown log format '%s' "
-                                "(logfmt, json)\n", next);
-                return -EINVAL;
-            }
+        } else if ((rc = sl_cli_log_option("sluice run", a, next)) != 0) {
+            if (rc < 0)
+                return rc;
             i++;
         } else if (a[0] != '-' && !o->file) {
             o->file = a;
@@ -57,6 +43,35 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         fprintf(stderr, "usage: sluice run FILE [--report OUT.json] [--quiet] "
                         "[--log-level LEVEL] [--log-format logfmt|json]\n");
         return -EINVAL;
+    }
+    return 0;
+}
+
+int sl_cli_log_option(const char *cmd, const char *a, const char *next)
+{
+    if (!next)
+        return 0;
+    if (strcmp(a, "--log-level") == 0) {
+        sl_log_level_t level;
+        if (sl__log_parse_level(next, &level) != 0) {
+            fprintf(stderr, "%s: unknown log level '%s' "
+                            "(error, warn, info, debug)\n", cmd, next);
+            return -EINVAL;
+        }
+        sl__log_set_level(level);
+        return 1;
+    }
+    if (strcmp(a, "--log-format") == 0) {
+        if (strcmp(next, "json") == 0)
+            sl__log_set_format(SL_LOG_JSON);
+        else if (strcmp(next, "logfmt") == 0)
+            sl__log_set_format(SL_LOG_LOGFMT);
+        else {
+            fprintf(stderr, "%s: unknown log format '%s' "
+                            "(logfmt, json)\n", cmd, next);
+            return -EINVAL;
+        }
+        return 1;
     }
     return 0;
 }
@@ -92,6 +107,65 @@ static void s_supervise(sl_run_t *run, const sigset_t *set)
     }
 }
 
+int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
+{
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &old); /* inherited by every thread */
+
+    int code = SL_EXIT_FAILED;
+    char err[1024];
+    sl_diag_t diag;
+    sl_run_t *run = sl__run_new(topo, err, sizeof(err));
+    if (!run) {
+        fprintf(stderr, "%s: %s\n", o->cmd, err);
+        goto out;
+    }
+    if (sl__run_start(run) == 0)
+        s_supervise(run, &set);
+    int rc = sl__run_wait(run);
+
+    sl__diag_init(&diag);
+    int ledger = rc == 0 ? sl__run_check_ledger(run, &diag) : -ECANCELED;
+    double elapsed = sl__run_elapsed_s(run);
+    if (!o->quiet) {
+        sl__run_print_summary(run, stderr);
+        uint64_t sunk = 0;
+        for (size_t i = 0; i < run->n_runners; i++)
+            if (run->runners[i].desc->kind == SL_STAGE_SINK) {
+                sl_stage_stats_t st;
+                sl__run_stats(run, i, &st);
+                sunk += st.in;
+            }
+        fprintf(stderr, "run '%s': %.3f s, %llu records into sinks (%.0f/s)",
+                topo->name, elapsed, (unsigned long long)sunk,
+                elapsed > 0 ? (double)sunk / elapsed : 0.0);
+        fprintf(stderr, "; %s\n",
+                rc ? "FAILED (see errors above)"
+                   : ledger ? "LEDGER DOES NOT BALANCE" : "ledger balanced");
+    }
+    if (ledger && rc == 0) {
+        fprintf(stderr, "%s: ledger does not balance:\n", o->cmd);
+        sl__diag_print(&diag, stderr);
+    }
+    sl__diag_fini(&diag);
+    if (o->report) {
+        int wrc = sl__run_write_report(run, o->report, ledger == 0);
+        if (wrc)
+            fprintf(stderr, "%s: cannot write report %s: %s\n", o->cmd,
+                    o->report, strerror(-wrc));
+    }
+    if (o->after)
+        o->after(run, o->quiet, o->arg);
+    code = rc ? SL_EXIT_FAILED : ledger ? SL_EXIT_LEDGER : SL_EXIT_OK;
+out:
+    sl__run_destroy(&run);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return code;
+}
+
 int sl_cmd_run(int argc, char **argv)
 {
     s_opts_t o;
@@ -109,57 +183,9 @@ int sl_cmd_run(int argc, char **argv)
     sl__diag_print(&diag, stderr); /* warnings */
     sl__diag_fini(&diag);
 
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, &old); /* inherited by every thread */
-
-    int code = SL_EXIT_FAILED;
-    char err[1024];
-    sl_run_t *run = sl__run_new(topo, err, sizeof(err));
-    if (!run) {
-        fprintf(stderr, "sluice run: %s\n", err);
-        goto out;
-    }
-    if (sl__run_start(run) == 0)
-        s_supervise(run, &set);
-    int rc = sl__run_wait(run);
-
-    sl__diag_init(&diag);
-    int ledger = rc == 0 ? sl__run_check_ledger(run, &diag) : -ECANCELED;
-    double elapsed = sl__run_elapsed_s(run);
-    if (!o.quiet) {
-        sl__run_print_summary(run, stderr);
-        uint64_t sunk = 0;
-        for (size_t i = 0; i < run->n_runners; i++)
-            if (run->runners[i].desc->kind == SL_STAGE_SINK) {
-                sl_stage_stats_t st;
-                sl__run_stats(run, i, &st);
-                sunk += st.in;
-            }
-        fprintf(stderr, "run '%s': %.3f s, %llu records into sinks (%.0f/s)",
-                topo->name, elapsed, (unsigned long long)sunk,
-                elapsed > 0 ? (double)sunk / elapsed : 0.0);
-        fprintf(stderr, "; %s\n",
-                rc ? "FAILED (see errors above)"
-                   : ledger ? "LEDGER DOES NOT BALANCE" : "ledger balanced");
-    }
-    if (ledger && rc == 0) {
-        fprintf(stderr, "sluice run: ledger does not balance:\n");
-        sl__diag_print(&diag, stderr);
-    }
-    sl__diag_fini(&diag);
-    if (o.report) {
-        int wrc = sl__run_write_report(run, o.report, ledger == 0);
-        if (wrc)
-            fprintf(stderr, "sluice run: cannot write report %s: %s\n",
-                    o.report, strerror(-wrc));
-    }
-    code = rc ? SL_EXIT_FAILED : ledger ? SL_EXIT_LEDGER : SL_EXIT_OK;
-out:
-    sl__run_destroy(&run);
+    sl_cli_run_t ro = {.cmd = "sluice run", .report = o.report,
+                       .quiet = o.quiet};
+    int code = sl_cli_run_topology(topo, &ro);
     sl__topology_destroy(&topo);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     return code;
 }

@@ -1,5 +1,6 @@
 /* sluice: run, check and inspect stream-processing topologies. */
 #include "cli.h"
+#include "cmd_dlq.h"
 #include "procpool.h"
 
 #include <limits.h>
@@ -22,6 +23,14 @@ static void s_usage(FILE *f)
             "           [--log-format logfmt|json]\n"
             "                     run a topology to the end of its input\n"
             "  check FILE         validate a topology without running it\n"
+            "  dlq inspect FILE [--json] [--limit N]\n"
+            "                     print the entries of a dead-letter or spill "
+            "file\n"
+            "  dlq replay FILE --topology T [--stage S] [--report OUT.json]\n"
+            "             [--quiet]\n"
+            "                     send a dead-letter file's records through "
+            "stage S\n"
+            "                     of topology T and what is downstream of it\n"
             "  plugins            list the stage plugins found\n"
             "  version            print the version\n"
             "\n"
@@ -49,6 +58,8 @@ int main(int argc, char **argv)
         return sl_cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0)
         return sl_cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "dlq") == 0)
+        return sl_cmd_dlq(argc - 1, argv + 1);
     if (strcmp(cmd, "plugins") == 0)
         return sl_cmd_plugins(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

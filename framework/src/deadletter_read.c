@@ -1,8 +1,9 @@
 /*
- * Reading dead-letter files back (see deadletter.h): sl__deadletter_read
- * maps the file and walks it in place, JSONL line by line or msgpack entry
- * by entry, so that a corrupt or truncated file is reported by entry number
- * and never makes the reader trust a length it has not checked.
+ * Reading dead-letter files back (see deadletter.h): a reader walks the
+ * file through a buffer that holds the entry at hand, JSONL line by line or
+ * msgpack entry by entry, so that a corrupt or truncated file is reported
+ * by entry number and never makes the reader trust a length it has not
+ * checked, and a file of any size reads in the memory of its largest entry.
  */
 #include "deadletter_int.h"
 
@@ -11,11 +12,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <msgpack.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,11 +43,11 @@ static void s_ent_clear(s_ent_t *x)
     x->rec = tmp;
 }
 
-static int s_visit(s_ent_t *x, sl_deadletter_visit_fn fn, void *arg)
+static const sl_deadletter_entry_t *s_done(s_ent_t *x)
 {
     x->e.stage = x->stage;
     x->e.error = x->error;
-    return fn(&x->e, arg);
+    return &x->e;
 }
 
 /* "2024-05-01T12:00:00.123456789Z" (or an offset for Z) -> ns; 0 or -1. */
@@ -394,48 +395,6 @@ syntax:
     return -1;
 }
 
-static int s_read_jsonl(const char *path, const char *data, size_t size,
-                        sl_deadletter_visit_fn fn, void *arg, char *err,
-                        size_t errlen)
-{
-    const char *p = data, *end = data + size;
-    unsigned long entry = 0, line = 0;
-    s_ent_t x = {0};
-    msgpack_sbuffer_init(&x.rec);
-    char why[256];
-    int rc = 0;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *le = nl ? nl : end;
-        line++;
-        if (s_ws(p, le) == le) { /* a blank line is no entry */
-            p = le + (nl != NULL);
-            continue;
-        }
-        entry++;
-        if (!nl) {
-            sl__dl_fmt(err, errlen,
-                       "%s: entry %lu (line %lu) is truncated: the "
-                       "file ends in the middle of it", path, entry, line);
-            rc = -EBADMSG;
-            break;
-        }
-        if (s_jsonl_entry(&x, p, le, why, sizeof(why))) {
-            sl__dl_fmt(err, errlen, "%s: entry %lu (line %lu): %s", path,
-                       entry, line, why);
-            rc = -EBADMSG;
-            break;
-        }
-        if ((rc = s_visit(&x, fn, arg)) != 0)
-            break;
-        s_ent_clear(&x);
-        p = nl + 1;
-    }
-    s_ent_clear(&x);
-    msgpack_sbuffer_destroy(&x.rec);
-    return rc;
-}
-
 /* ---- reading msgpack ---------------------------------------------------- */
 
 /* The bytes of a str (or bin) value whose span is [v, v + n). */
@@ -528,7 +487,7 @@ static bool s_mp_field(s_ent_t *x, const char *k, size_t kn,
 /* One entry at *off: 0, 1 if the file ends inside it, -1 if corrupt
  * (why says how). */
 static int s_mp_entry(s_ent_t *x, const unsigned char *data, size_t size,
-                      size_t *off, char *why, size_t wl)
+                      size_t *off, uint64_t base, char *why, size_t wl)
 {
     size_t pos = *off, len;
     sl_mph_t h;
@@ -536,8 +495,8 @@ static int s_mp_entry(s_ent_t *x, const unsigned char *data, size_t size,
     if (r == 0)
         return 1;
     if (r < 0 || h.kind != SL_MP_MAP) {
-        sl__dl_fmt(why, wl, "not a msgpack map (byte 0x%02x at offset %zu)",
-                   data[pos], pos);
+        sl__dl_fmt(why, wl, "not a msgpack map (byte 0x%02x at offset %llu)",
+                   data[pos], (unsigned long long)(base + pos));
         return -1;
     }
     pos += h.hdr;
@@ -547,8 +506,8 @@ static int s_mp_entry(s_ent_t *x, const unsigned char *data, size_t size,
         if ((r = sl__mp_skip(data + pos, size - pos, &len)) <= 0)
             goto cut;
         if (!s_mp_bytes(data + pos, len, false, &k, &kn)) {
-            sl__dl_fmt(why, wl, "a key that is not a string at offset %zu",
-                       pos);
+            sl__dl_fmt(why, wl, "a key that is not a string at offset %llu",
+                       (unsigned long long)(base + pos));
             return -1;
         }
         pos += len;
@@ -568,80 +527,270 @@ static int s_mp_entry(s_ent_t *x, const unsigned char *data, size_t size,
     return 0;
 cut:
     if (r < 0)
-        sl__dl_fmt(why, wl, "corrupt msgpack at offset %zu", pos);
+        sl__dl_fmt(why, wl, "corrupt msgpack at offset %llu",
+                   (unsigned long long)(base + pos));
     return r < 0 ? -1 : 1;
 }
 
-static int s_read_msgpack(const char *path, const unsigned char *data,
-                          size_t size, sl_deadletter_visit_fn fn, void *arg,
-                          char *err, size_t errlen)
+
+/* ---- the reader --------------------------------------------------------- */
+
+#define S_CHUNK (64u * 1024u)
+
+struct sl_deadletter_reader {
+    char *path;
+    int fd;
+    uint64_t bound;    /* bytes of the file that may be read */
+    uint64_t got;      /* bytes read into buf so far */
+    uint64_t base;     /* file offset of buf[0] */
+    char *buf;
+    size_t cap, start, end; /* unread bytes: buf[start, end) */
+    size_t scanned;    /* JSONL: buf[start, scanned) has no newline */
+    bool jsonl;
+    int state;         /* 0 reading, 1 at the end, < 0 the error to repeat */
+    char *last_err;    /* the error message, for repeats */
+    unsigned long entry, line;
+    s_ent_t x;
+};
+
+/* Reads more of the file after the unread bytes: 1 if some came, 0 at the
+ * bound, -errno. Unread bytes move to the front, so pointers into the
+ * buffer do not survive a call. */
+static int s_fill(sl_deadletter_reader_t *r)
 {
-    s_ent_t x = {0};
-    msgpack_sbuffer_init(&x.rec);
-    unsigned long entry = 0;
-    size_t off = 0;
-    char why[256];
-    int rc = 0;
-    while (off < size) {
-        entry++;
-        int r = s_mp_entry(&x, data, size, &off, why, sizeof(why));
-        if (r == 1) {
-            sl__dl_fmt(err, errlen,
-                       "%s: entry %lu is truncated: the file ends "
-                       "in the middle of it", path, entry);
-            rc = -EBADMSG;
-            break;
-        }
-        if (r < 0) {
-            sl__dl_fmt(err, errlen, "%s: entry %lu: %s", path, entry, why);
-            rc = -EBADMSG;
-            break;
-        }
-        if ((rc = s_visit(&x, fn, arg)) != 0)
-            break;
-        s_ent_clear(&x);
+    if (r->got >= r->bound)
+        return 0;
+    if (r->start) {
+        memmove(r->buf, r->buf + r->start, r->end - r->start);
+        r->base += r->start;
+        r->end -= r->start;
+        r->scanned -= r->start;
+        r->start = 0;
     }
-    s_ent_clear(&x);
-    msgpack_sbuffer_destroy(&x.rec);
+    if (r->end == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : S_CHUNK;
+        char *b = realloc(r->buf, cap);
+        if (!b)
+            return -ENOMEM;
+        r->buf = b;
+        r->cap = cap;
+    }
+    size_t want = r->cap - r->end;
+    if (want > r->bound - r->got)
+        want = (size_t)(r->bound - r->got);
+    for (;;) {
+        ssize_t n = read(r->fd, r->buf + r->end, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0) { /* shorter than it was at open: that is the end */
+            r->bound = r->got;
+            return 0;
+        }
+        r->end += (size_t)n;
+        r->got += (uint64_t)n;
+        return 1;
+    }
+}
+
+static int s_fail(sl_deadletter_reader_t *r, int rc, char *err, size_t errlen,
+                  const char *fmt, ...) SL_PRINTF(5, 6);
+static int s_fail(sl_deadletter_reader_t *r, int rc, char *err, size_t errlen,
+                  const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    free(r->last_err);
+    if (vasprintf(&r->last_err, fmt, ap) < 0)
+        r->last_err = NULL;
+    va_end(ap);
+    sl__dl_fmt(err, errlen, "%s", r->last_err ? r->last_err : "out of memory");
+    r->state = rc;
     return rc;
 }
 
-/* ---- reading: entry point ----------------------------------------------- */
+static int s_fail_read(sl_deadletter_reader_t *r, int rc, char *err,
+                       size_t errlen)
+{
+    return s_fail(r, rc, err, errlen, "cannot read dead-letter file '%s': %s",
+                  r->path, strerror(-rc));
+}
+
+static int s_next_jsonl(sl_deadletter_reader_t *r,
+                        const sl_deadletter_entry_t **e, char *err,
+                        size_t errlen)
+{
+    char why[256];
+    for (;;) {
+        char *p = r->buf + r->start, *end = r->buf + r->end;
+        char *nl = memchr(r->buf + r->scanned, '\n', r->end - r->scanned);
+        if (!nl) {
+            r->scanned = r->end;
+            int f = s_fill(r);
+            if (f < 0)
+                return s_fail_read(r, f, err, errlen);
+            if (f > 0)
+                continue;
+            p = r->buf + r->start; /* the buffer may have moved */
+            end = r->buf + r->end;
+            if (s_ws(p, end) == end) { /* blank to the end */
+                r->state = 1;
+                return 0;
+            }
+            return s_fail(r, -EBADMSG, err, errlen,
+                          "%s: entry %lu (line %lu) is truncated: the file "
+                          "ends in the middle of it",
+                          r->path, r->entry + 1, r->line + 1);
+        }
+        r->line++;
+        r->start = r->scanned = (size_t)(nl + 1 - r->buf);
+        if (s_ws(p, nl) == nl) /* a blank line is no entry */
+            continue;
+        if (s_jsonl_entry(&r->x, p, nl, why, sizeof(why)))
+            return s_fail(r, -EBADMSG, err, errlen, "%s: entry %lu (line %lu): %s",
+                          r->path, r->entry + 1, r->line, why);
+        r->entry++;
+        *e = s_done(&r->x);
+        return 1;
+    }
+}
+
+static int s_next_msgpack(sl_deadletter_reader_t *r,
+                          const sl_deadletter_entry_t **e, char *err,
+                          size_t errlen)
+{
+    char why[256];
+    for (;;) {
+        int f = 1;
+        if (r->start == r->end) {
+            if ((f = s_fill(r)) < 0)
+                return s_fail_read(r, f, err, errlen);
+            if (f == 0) {
+                r->state = 1;
+                return 0;
+            }
+        }
+        size_t off = r->start;
+        int rc = s_mp_entry(&r->x, (const unsigned char *)r->buf, r->end, &off,
+                            r->base, why, sizeof(why));
+        if (rc == 1) { /* cut short by the buffer, or by the file */
+            s_ent_clear(&r->x);
+            if ((f = s_fill(r)) < 0)
+                return s_fail_read(r, f, err, errlen);
+            if (f > 0)
+                continue;
+            return s_fail(r, -EBADMSG, err, errlen,
+                          "%s: entry %lu is truncated: the file ends in the "
+                          "middle of it", r->path, r->entry + 1);
+        }
+        if (rc < 0)
+            return s_fail(r, -EBADMSG, err, errlen, "%s: entry %lu: %s",
+                          r->path, r->entry + 1, why);
+        r->start = off;
+        r->entry++;
+        *e = s_done(&r->x);
+        return 1;
+    }
+}
+
+int sl__deadletter_reader_next(sl_deadletter_reader_t *r,
+                               const sl_deadletter_entry_t **e, char *err,
+                               size_t errlen)
+{
+    if (r->state) {
+        if (r->state < 0)
+            sl__dl_fmt(err, errlen, "%s",
+                       r->last_err ? r->last_err : "out of memory");
+        return r->state < 0 ? r->state : 0;
+    }
+    s_ent_clear(&r->x);
+    return r->jsonl ? s_next_jsonl(r, e, err, errlen)
+                    : s_next_msgpack(r, e, err, errlen);
+}
+
+int sl__deadletter_reader_open(const char *path, uint64_t max_bytes,
+                               sl_deadletter_reader_t **out, char *err,
+                               size_t errlen)
+{
+    *out = NULL;
+    sl_deadletter_reader_t *r = calloc(1, sizeof(*r));
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
+        sl__dl_fmt(err, errlen, "dead-letter file '%s': out of memory", path);
+        return -ENOMEM;
+    }
+    msgpack_sbuffer_init(&r->x.rec);
+    int rc;
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0) {
+        rc = -errno;
+        sl__dl_fmt(err, errlen, "cannot open dead-letter file '%s': %s", path,
+                   strerror(-rc));
+        goto fail;
+    }
+    struct stat sb;
+    if (fstat(r->fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        rc = -EINVAL;
+        sl__dl_fmt(err, errlen, "dead-letter file '%s' is not a regular file",
+                   path);
+        goto fail;
+    }
+    r->bound = (uint64_t)sb.st_size < max_bytes ? (uint64_t)sb.st_size
+                                                : max_bytes;
+    /* The first byte decides the format. */
+    if ((rc = s_fill(r)) < 0) {
+        sl__dl_fmt(err, errlen, "cannot read dead-letter file '%s': %s", path,
+                   strerror(-rc));
+        goto fail;
+    }
+    r->jsonl = r->end > 0 && r->buf[0] == '{';
+    *out = r;
+    return 0;
+fail:
+    sl__deadletter_reader_close(&r);
+    return rc;
+}
+
+uint64_t sl__deadletter_reader_bound(const sl_deadletter_reader_t *r)
+{
+    return r->bound;
+}
+
+void sl__deadletter_reader_close(sl_deadletter_reader_t **rp)
+{
+    sl_deadletter_reader_t *r = rp ? *rp : NULL;
+    if (!r)
+        return;
+    s_ent_clear(&r->x);
+    msgpack_sbuffer_destroy(&r->x.rec);
+    if (r->fd >= 0)
+        close(r->fd);
+    free(r->buf);
+    free(r->last_err);
+    free(r->path);
+    free(r);
+    *rp = NULL;
+}
 
 int sl__deadletter_read(const char *path, sl_deadletter_visit_fn fn,
                         void *arg, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int rc = -errno;
-        sl__dl_fmt(err, errlen, "cannot open dead-letter file '%s': %s", path,
-                   strerror(-rc));
+    sl_deadletter_reader_t *r;
+    int rc = sl__deadletter_reader_open(path, UINT64_MAX, &r, err, errlen);
+    if (rc)
         return rc;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        sl__dl_fmt(err, errlen, "dead-letter file '%s' is not a regular file",
-                   path);
-        return -EINVAL;
-    }
-    if (sb.st_size == 0) {
-        close(fd);
-        return 0;
-    }
-    size_t size = (size_t)sb.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        int rc = -errno;
-        sl__dl_fmt(err, errlen, "cannot read dead-letter file '%s': %s", path,
-                   strerror(-rc));
-        return rc;
-    }
-    const char *data = map;
-    int rc = data[0] == '{'
-                 ? s_read_jsonl(path, data, size, fn, arg, err, errlen)
-                 : s_read_msgpack(path, map, size, fn, arg, err, errlen);
-    munmap(map, size);
+    const sl_deadletter_entry_t *e;
+    while ((rc = sl__deadletter_reader_next(r, &e, err, errlen)) == 1)
+        if ((rc = fn(e, arg)) != 0)
+            break;
+    sl__deadletter_reader_close(&r);
     return rc;
+}
+
+int sl__deadletter_record_is_map(const void *record, size_t len)
+{
+    size_t n = 0;
+    return record && len > 0 && sl__mp_is_map(record) &&
+           sl__mp_skip(record, len, &n) == 1 && n == len;
 }

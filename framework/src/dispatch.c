@@ -2,6 +2,7 @@
 #include "endian.h"
 #include "log.h"
 #include "run.h"
+#include "spill.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -118,6 +119,9 @@ static uint8_t s_first_level(const char *batch, size_t len)
  * thread lanes (caller holds r->mu), the process pool for process lanes. */
 static int s_deliver_locked(sl_runner_t *r, sl_work_t *item)
 {
+    /* a retry's records were counted in their generation when they came */
+    if (!item->retry)
+        r->gen_held[item->gen % SL_GEN_RING] += item->count;
     if (r->pp) {
         r->inflight++;
         return 0; /* queued by the caller once the lock is dropped */
@@ -299,6 +303,27 @@ static int s_enqueue(sl_runner_t *r, zmq_msg_t *msg, uint32_t link,
     return s_deliver(r, &item, 1);
 }
 
+/* A marker waits for every record received before it: those of its
+ * generation and all earlier ones. */
+static void s_on_mark(sl_runner_t *r, const sl_msg_t *m)
+{
+    if (r->gen_cur - r->gen_low >= SL_GEN_RING - 1)
+        return; /* dropped: a later marker covers its epoch */
+    if (r->n_marks == r->cap_marks) {
+        size_t cap = r->cap_marks ? 2 * r->cap_marks : 16;
+        sl_mark_t *marks = realloc(r->marks, cap * sizeof(*marks));
+        if (!marks)
+            return;
+        r->marks = marks;
+        r->cap_marks = cap;
+    }
+    r->marks[r->n_marks++] = (sl_mark_t){.source = m->source,
+                                         .worker = m->worker,
+                                         .epoch = m->epoch,
+                                         .gen = r->gen_cur};
+    r->gen_cur++;
+}
+
 /* One message from an upstream link (identity frame already read). */
 static void s_on_input(sl_runner_t *r, uint32_t link, zmq_msg_t *msg)
 {
@@ -336,10 +361,23 @@ static void s_on_input(sl_runner_t *r, uint32_t link, zmq_msg_t *msg)
             zmq_msg_close(msg);
             return;
         }
+        if (atomic_load_explicit(&r->run->spilling, RELAXED)) {
+            sl__spill_batch(r->run, r->spec->name, zmq_msg_data(msg),
+                            zmq_msg_size(msg), NULL);
+            atomic_fetch_add(&r->in_direct, count);
+            atomic_fetch_add(&r->spilled_in, count);
+            sl__credit_rx_completed(&r->rx, link, count);
+            zmq_msg_close(msg);
+            return;
+        }
         if (s_enqueue(r, msg, link, count) != 0)
             s_fail(r, "out of memory queueing a batch");
         return;
     }
+    case SL_MSG_MARK:
+        zmq_msg_close(msg);
+        s_on_mark(r, &m);
+        return;
     case SL_MSG_EOS:
         zmq_msg_close(msg);
         if (!r->in_eos[link]) {
@@ -418,6 +456,44 @@ static void s_release(sl_runner_t *r, const sl_done_t *d)
     } else {
         sl__credit_rx_completed(&r->rx, d->link, d->release);
         s_update_held(r, sl__credit_rx_held(&r->rx));
+        if (d->ends_item)
+            r->gen_held[d->gen % SL_GEN_RING] -= d->release;
+    }
+}
+
+static void s_send_mark(sl_runner_t *r, uint32_t source, uint32_t worker,
+                        uint64_t epoch)
+{
+    unsigned char msg[SL_MSG_MARK_SIZE];
+    sl__msg_mark(msg, source, worker, epoch);
+    for (size_t o = 0; o < r->n_out; o++)
+        if (zmq_send(r->out_socks[o], msg, sizeof(msg), ZMQ_DONTWAIT) < 0)
+            s_fail(r, "cannot send a marker: %s", zmq_strerror(errno));
+    if (r->dl_sock &&
+        zmq_send(r->dl_sock, msg, sizeof(msg), ZMQ_DONTWAIT) < 0)
+        s_fail(r, "cannot send a marker: %s", zmq_strerror(errno));
+}
+
+/* Markers whose generations have all finished go on (or, at a sink, are
+ * acknowledged), in arrival order. */
+static void s_marks_ready(sl_runner_t *r)
+{
+    size_t k = 0;
+    for (; k < r->n_marks; k++) {
+        sl_mark_t *mk = &r->marks[k];
+        while (r->gen_low != mk->gen + 1 &&
+               r->gen_held[r->gen_low % SL_GEN_RING] == 0)
+            r->gen_low++;
+        if (r->gen_low != mk->gen + 1)
+            break;
+        if (r->n_out || r->dl_sock)
+            s_send_mark(r, mk->source, mk->worker, mk->epoch);
+        else
+            sl__ckpt_ack(r->run->ckpt, mk->source, mk->worker, mk->epoch);
+    }
+    if (k) {
+        memmove(r->marks, r->marks + k, (r->n_marks - k) * sizeof(*r->marks));
+        r->n_marks -= k;
     }
 }
 
@@ -600,6 +676,78 @@ static void s_run_due_retries(sl_runner_t *r)
     }
 }
 
+/* Past the grace period what a done would send is spilled instead: its
+ * outputs at the consumers (which have not handled them), its dead
+ * letters at the dead-letter stage, its retries at this stage. */
+static void s_spill_done(sl_runner_t *r, sl_done_t *d)
+{
+    const sl_topology_t *topo = r->run->topo;
+    if (d->count && !d->data_sent && d->buf) {
+        size_t n = r->spec->fanout == SL_FANOUT_ROUND_ROBIN ? 1 : r->n_out;
+        for (size_t o = 0; o < n; o++) {
+            sl__spill_batch(r->run, topo->stages[r->spec->outputs[o]].name,
+                            d->buf, d->len, NULL);
+            r->link_spilled[o] += d->count;
+        }
+        r->out_records += d->count;
+        d->data_sent = 1;
+    }
+    if (d->dl_count && d->dl_buf) {
+        sl__spill_batch(r->run, topo->stages[r->spec->dl_stage].name,
+                        d->dl_buf, d->dl_len, NULL);
+        r->dl_spilled += d->dl_count;
+        d->dl_count = 0;
+    }
+    if (d->retry_count) {
+        sl__spill_batch(r->run, r->spec->name, d->retry_buf, d->retry_len,
+                        d->retry_first);
+        atomic_fetch_add(&r->spilled_in, d->retry_count);
+        d->release += d->retry_count;
+        d->retry_count = 0;
+    }
+}
+
+static void s_spill_item(sl_runner_t *r, sl_work_t *item)
+{
+    const void *data = item->owned_buf ? item->owned_buf : zmq_msg_data(&item->msg);
+    size_t len = item->owned_buf ? item->owned_len : zmq_msg_size(&item->msg);
+    sl__spill_batch(r->run, r->spec->name, data, len, item->first_ns);
+    atomic_fetch_add(&r->spilled_in, item->count);
+    r->gen_held[item->gen % SL_GEN_RING] -= item->count;
+    if (!item->retry) /* a retry's records were counted in when they came */
+        atomic_fetch_add(&r->in_direct, item->count);
+    sl__credit_rx_completed(&r->rx, item->link, item->count);
+    sl__work_free(item);
+}
+
+static void s_spill_cb(void *item, void *arg)
+{
+    s_spill_item(arg, item);
+}
+
+/* Spills what waits for a worker or a retry: nothing of it has started. */
+static void s_spill_waiting(sl_runner_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = sl_prioq_drain(&r->pq, s_spill_cb, r);
+    for (unsigned i = 0; i < r->n_workers && r->workers; i++)
+        n += sl_prioq_drain(&r->workers[i].pq, s_spill_cb, r);
+    r->inflight -= (uint32_t)n;
+    pthread_mutex_unlock(&r->mu);
+    if (r->pp)
+        sl__procpool_spill(r->pp, s_spill_cb, r);
+    sl_retry_entry_t e;
+    while (sl__retryq_pop(&r->retries, &e) == 0) {
+        sl__spill_record(r->run, r->spec->name, &e.env, e.payload, e.len,
+                         e.first_ns);
+        atomic_fetch_add(&r->spilled_in, 1);
+        sl__credit_rx_completed(&r->rx, e.link, 1);
+        r->gen_held[e.gen % SL_GEN_RING] -= 1;
+        free(e.payload);
+    }
+    s_update_held(r, sl__credit_rx_held(&r->rx));
+}
+
 /* Moves finished work to the pending list and sends what credit allows,
  * in order (so per-worker order is kept end to end). */
 static void s_pump(sl_runner_t *r)
@@ -618,6 +766,10 @@ static void s_pump(sl_runner_t *r)
     }
     while (r->pend_head) {
         sl_done_t *d = r->pend_head;
+        if (d->mark_epoch)
+            s_send_mark(r, d->mark_source, (uint32_t)d->worker, d->mark_epoch);
+        if (atomic_load_explicit(&r->run->spilling, RELAXED))
+            s_spill_done(r, d);
         if (d->count && !d->data_sent) {
             if (r->n_out == 0) {
                 /* a sink emitted: refused by emit, so unreachable */
@@ -707,10 +859,12 @@ static int s_inputs_done(sl_runner_t *r)
     /* A link delivers in order, so everything sent before EOS is here; a
      * count that differs is a loss the ledger reports, not a reason to
      * wait forever. */
+    /* A finished item may still carry retries to the queue: not idle
+     * until its done has been through the pump. */
     pthread_mutex_lock(&r->mu);
-    int idle = r->inflight == 0;
+    int idle = r->inflight == 0 && !r->done_head;
     pthread_mutex_unlock(&r->mu);
-    return idle && !sl__retryq_len(&r->retries);
+    return idle && !r->pend_head && !sl__retryq_len(&r->retries);
 }
 
 /* Elastic pools: checked every ELASTIC_TICK_MS. A pool grows by one
@@ -939,11 +1093,16 @@ void *sl__dispatcher_main(void *arg)
                 s_drain_credit(r, r->out_socks[o], &r->tx[o]);
         if (r->dl_sock && (items[out0 + r->n_out].revents & ZMQ_POLLIN))
             s_drain_credit(r, r->dl_sock, &r->dl_tx);
-        s_run_due_retries(r);
+        if (atomic_load_explicit(&run->spilling, RELAXED))
+            s_spill_waiting(r);
+        else
+            s_run_due_retries(r);
         if (r->pp)
             sl__procpool_on_ready(r->pp, items + n_fixed,
                                   n_items - (int)n_fixed);
         s_pump(r);
+        if (r->n_marks)
+            s_marks_ready(r);
         s_return_credit(r);
 
         if (!flushing && r->desc->kind != SL_STAGE_SOURCE && s_inputs_done(r)) {

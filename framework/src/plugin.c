@@ -214,10 +214,42 @@ out:
     return e ? &e->plugin : NULL;
 }
 
+sl_plugin_t *sl__plugin_builtin(const sl_stage_desc_t *desc, void *owned,
+                                void (*free_owned)(void *), char *err,
+                                size_t errlen)
+{
+    sl_plugin_t *p = NULL;
+    if (sl__plugin_check_desc(desc, "(built-in)", err, errlen) != 0)
+        goto fail;
+    if (!(p = calloc(1, sizeof(*p))) || !(p->path = strdup("(built-in)"))) {
+        free(p);
+        p = NULL;
+        s_err(err, errlen, "built-in stage '%s': out of memory", desc->name);
+        goto fail;
+    }
+    p->desc = desc;
+    p->owned = owned;
+    p->free_owned = free_owned;
+    return p;
+fail:
+    if (owned && free_owned)
+        free_owned(owned);
+    return NULL;
+}
+
 void sl__plugin_release(sl_plugin_t **plugin)
 {
     if (!plugin || !*plugin)
         return;
+    if (!(*plugin)->dl) { /* built-in: one owner, nothing shared */
+        sl_plugin_t *p = *plugin;
+        if (p->owned && p->free_owned)
+            p->free_owned(p->owned);
+        free(p->path);
+        free(p);
+        *plugin = NULL;
+        return;
+    }
     pthread_mutex_lock(&s_lock);
     for (s_entry_t **pe = &s_loaded; *pe; pe = &(*pe)->next) {
         s_entry_t *e = *pe;

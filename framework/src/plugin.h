@@ -12,7 +12,9 @@
 typedef struct sl_plugin {
     const sl_stage_desc_t *desc;
     char *path; /* the file loaded */
-    void *dl;   /* dlopen handle */
+    void *dl;   /* dlopen handle; NULL for a built-in plugin */
+    void *owned; /* built-in: freed with free_owned on release */
+    void (*free_owned)(void *);
 } sl_plugin_t;
 
 /* Loads a plugin. On failure returns NULL and writes a message naming the
@@ -22,6 +24,16 @@ typedef struct sl_plugin {
  * handle; each sl__plugin_load needs one sl__plugin_release. */
 sl_plugin_t *sl__plugin_load(const char *name, char *err, size_t errlen);
 void sl__plugin_release(sl_plugin_t **plugin);
+
+/* A plugin compiled into sluice (no file, no dlopen), such as the source
+ * of `sluice dlq replay`. desc is checked as a loaded one is and must
+ * outlive the plugin. `owned` (may be NULL) goes with the plugin and is
+ * freed with free_owned when it is released: what the stage's config
+ * points into, say. Each call makes a new plugin, not shared by name. On
+ * failure returns NULL with err filled, and owned has been freed. */
+sl_plugin_t *sl__plugin_builtin(const sl_stage_desc_t *desc, void *owned,
+                                void (*free_owned)(void *), char *err,
+                                size_t errlen);
 
 /* Checks a descriptor as the loader does (for unit tests and for plugins
  * linked in statically). Returns 0 or -EPROTO/-EINVAL with err filled. */

@@ -156,14 +156,17 @@ static int s_spawn(sl_procpool_t *pp, pp_child_t *c)
     atomic_store(&c->hb->since_ns, 0);
     atomic_store(&c->hb->done, 0);
 
-    char worker[16], gen[16], hbfd[16], ppid[16];
+    char worker[16], gen[16], hbfd[16], resfd[16], ppid[16];
+    int res_fd = r->run->resources ? sl__resources_fd(r->run->resources) : -1;
     snprintf(worker, sizeof(worker), "%u", c->index);
     snprintf(gen, sizeof(gen), "%u", c->gen);
     snprintf(hbfd, sizeof(hbfd), "%d", c->hb_fd);
+    snprintf(resfd, sizeof(resfd), "%d", res_fd);
     snprintf(ppid, sizeof(ppid), "%d", (int)getpid());
     const char *exe = sl__procpool_worker_exe();
+    /* PPID stays last: tests find a run's workers by it */
     char *argv[] = {(char *)exe, "__worker", pp->endpoint, worker, gen,
-                    hbfd, ppid, NULL};
+                    hbfd, resfd, ppid, NULL};
     pid_t parent = getpid();
 
     pid_t pid = fork();
@@ -180,6 +183,8 @@ static int s_spawn(sl_procpool_t *pp, pp_child_t *c)
         if (getppid() != parent)
             _exit(1);
         fcntl(c->hb_fd, F_SETFD, 0);
+        if (res_fd >= 0)
+            fcntl(res_fd, F_SETFD, 0);
         execv(exe, argv);
         _exit(127);
     }
@@ -272,17 +277,21 @@ int sl__procpool_start(sl_procpool_t *pp)
 
 /* ---- talking to children --------------------------------------------------- */
 
+/* body and body2 (each may be NULL) are sent after the header; ZeroMQ
+ * takes them only on success. */
 static int s_send_to(sl_procpool_t *pp, pp_child_t *c, const void *hdr,
-                     size_t hdr_len, zmq_msg_t *body, int more_after)
+                     size_t hdr_len, zmq_msg_t *body, zmq_msg_t *body2)
 {
     unsigned char ident[PPW_IDENT_SIZE];
     ppw_ident(ident, c->index, c->gen);
     if (zmq_send(pp->sock, ident, sizeof(ident), ZMQ_SNDMORE) < 0)
         return -errno;
-    int flags = (body || more_after) ? ZMQ_SNDMORE : 0;
+    int flags = body ? ZMQ_SNDMORE : 0;
     if (zmq_send(pp->sock, hdr, hdr_len, flags) < 0)
         return -errno;
-    if (body && zmq_msg_send(body, pp->sock, more_after ? ZMQ_SNDMORE : 0) < 0)
+    if (body && zmq_msg_send(body, pp->sock, body2 ? ZMQ_SNDMORE : 0) < 0)
+        return -errno;
+    if (body2 && zmq_msg_send(body2, pp->sock, 0) < 0)
         return -errno;
     return 0;
 }
@@ -296,8 +305,12 @@ static void s_send_setup(sl_procpool_t *pp, pp_child_t *c)
     const char *name = sl__config_doc_name(doc);
     const char *dir = sl__config_doc_dir(doc);
     unsigned char hdr[PPW_SETUP_SIZE];
+    /* The parent decides: a run that keeps no positions (a replay clears
+     * state_dir) must not make the children sync. */
+    uint32_t flags = r->run->positions_on || r->run->topo->state_dir
+                         ? PPW_SETUP_SYNC : 0;
     ppw_setup(hdr, (uint32_t)r->index, c->index, pp->n, r->out_batch,
-              r->spec->timeout_ms);
+              r->spec->timeout_ms, r->dl_batch, flags);
     unsigned char ident[PPW_IDENT_SIZE];
     ppw_ident(ident, c->index, c->gen);
     if (zmq_send(pp->sock, ident, sizeof(ident), ZMQ_SNDMORE) < 0 ||
@@ -401,6 +414,22 @@ static sl_work_t *s_coalesce(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
     return m;
 }
 
+/* The last frame of a retry item: each record's first failure (u64 LE). */
+static int s_firsts_msg(const sl_work_t *w, zmq_msg_t *m)
+{
+    size_t len = (size_t)w->count * 8;
+    unsigned char *buf = malloc(len ? len : 1);
+    if (!buf)
+        return -ENOMEM;
+    for (uint32_t k = 0; k < w->count; k++)
+        sl__put_u64(buf + 8 * k, w->first_ns[k]);
+    if (zmq_msg_init_data(m, buf, len, s_free_plain, NULL) != 0) {
+        free(buf);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 /* Hands queued items to children with room, round robin. */
 static void s_dispatch(sl_procpool_t *pp)
 {
@@ -415,8 +444,16 @@ static void s_dispatch(sl_procpool_t *pp)
             if (!w)
                 return;
             pp_item_t *it = calloc(1, sizeof(*it));
-            zmq_msg_t copy;
-            if (!it || zmq_msg_init(&copy) != 0 || zmq_msg_copy(&copy, &w->msg) != 0) {
+            int retry = w->retry && w->first_ns;
+            zmq_msg_t copy, firsts;
+            if (!it || zmq_msg_init(&copy) != 0) {
+                free(it);
+                s_put_back(pp, c, w);
+                return;
+            }
+            if (zmq_msg_copy(&copy, &w->msg) != 0 ||
+                (retry && s_firsts_msg(w, &firsts) != 0)) {
+                zmq_msg_close(&copy);
                 free(it);
                 s_put_back(pp, c, w);
                 return;
@@ -424,10 +461,13 @@ static void s_dispatch(sl_procpool_t *pp)
             it->seq = pp->next_seq++;
             it->work = w;
             unsigned char hdr[PPW_ITEM_SIZE];
-            ppw_item(hdr, it->seq);
-            if (s_send_to(pp, c, hdr, sizeof(hdr), &copy, 0) != 0) {
+            ppw_item(hdr, it->seq, retry ? PPW_ITEM_RETRY : 0);
+            if (s_send_to(pp, c, hdr, sizeof(hdr), &copy,
+                          retry ? &firsts : NULL) != 0) {
                 /* gone: its death is on the way through the pidfd */
                 zmq_msg_close(&copy);
+                if (retry)
+                    zmq_msg_close(&firsts);
                 free(it);
                 s_put_back(pp, c, w);
                 c->ready = 0;
@@ -513,12 +553,71 @@ static void s_retired(sl_procpool_t *pp, pp_child_t *c)
     }
 }
 
+/* Checks the frames of a DONE or FLUSHED against its header and counts
+ * each batch. 0, or a message for the stage's failure. */
+static const char *s_check_result(sl_procpool_t *pp, const ppw_msg_t *m,
+                                  const sl_work_t *w, zmq_msg_t *f, size_t nb,
+                                  uint32_t *counts)
+{
+    sl_runner_t *r = pp->r;
+    size_t n_retry = m->retried ? 2 : 0;
+    if (m->n_out < 1 || (uint64_t)m->n_out + m->n_dl + n_retry != nb)
+        return "worker process sent a result without output";
+    if ((m->n_dl || m->retried) && !w)
+        return "worker process sent failures with a flush";
+    if (m->n_dl && r->spec->dl_stage < 0)
+        return "worker process sent dead letters without a dead-letter stage";
+    if (m->retried && (m->retried > w->count ||
+                       zmq_msg_size(&f[nb - 1]) != m->retried * 8))
+        return "worker process sent a corrupt retry list";
+    for (size_t i = 0; i < nb - n_retry / 2; i++) {
+        counts[i] = s_batch_count(&f[i]);
+        int is_dl = i >= m->n_out && i < m->n_out + m->n_dl;
+        int is_retry = i == m->n_out + m->n_dl;
+        if (counts[i] == UINT32_MAX ||
+            (!is_dl && !is_retry && counts[i] > r->out_batch && r->n_out) ||
+            (is_dl && (!counts[i] || counts[i] > r->dl_batch)) ||
+            (is_retry && counts[i] != m->retried))
+            return "worker process sent a corrupt batch";
+    }
+    return NULL;
+}
+
+static int s_take_dead_letters(sl_done_t *d, zmq_msg_t *batch, uint32_t n)
+{
+    d->dl_len = zmq_msg_size(batch);
+    if (!(d->dl_buf = malloc(d->dl_len)))
+        return -ENOMEM;
+    memcpy(d->dl_buf, zmq_msg_data(batch), d->dl_len);
+    d->dl_count = n;
+    return 0;
+}
+
+/* The records of an item that failed with attempts left, for the
+ * dispatcher's retry queue; they keep the item's credit. */
+static int s_take_retries(sl_done_t *d, zmq_msg_t *batch, zmq_msg_t *firsts,
+                          uint32_t n)
+{
+    d->retry_len = zmq_msg_size(batch);
+    d->retry_buf = malloc(d->retry_len);
+    d->retry_first = malloc(n * sizeof(uint64_t));
+    if (!d->retry_buf || !d->retry_first)
+        return -ENOMEM;
+    memcpy(d->retry_buf, zmq_msg_data(batch), d->retry_len);
+    const unsigned char *p = zmq_msg_data(firsts);
+    for (uint32_t k = 0; k < n; k++)
+        d->retry_first[k] = sl__get_u64(p + 8 * k);
+    d->retry_count = n;
+    return 0;
+}
+
 /* A DONE or FLUSHED: the output of a whole item (or of a flush) as one or
- * more batches, each no larger than a consumer's credit share. Nothing
- * leaves a worker before its item is done, so a worker that dies has sent
- * nothing of the item it was handling: no output is ever sent twice. */
+ * more batches, each no larger than a consumer's credit share, then the
+ * item's dead letters and retries. Nothing leaves a worker before its item
+ * is done, so a worker that dies has sent nothing of the item it was
+ * handling: no output is ever sent twice. */
 static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
-                        zmq_msg_t *batches, size_t nb)
+                        zmq_msg_t *f, size_t nb)
 {
     sl_runner_t *r = pp->r;
     pp_item_t *it = NULL;
@@ -529,37 +628,62 @@ static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
             return;
         }
     }
+    sl_work_t *w = it ? it->work : NULL;
     uint32_t counts[nb];
-    uint64_t emitted = 0;
-    for (size_t i = 0; i < nb; i++) {
-        counts[i] = s_batch_count(&batches[i]);
-        if (counts[i] == UINT32_MAX ||
-            (counts[i] > r->out_batch && r->n_out)) {
-            s_fail_stage(pp, "worker process sent a corrupt batch");
-            return;
-        }
-        emitted += counts[i];
+    const char *bad = s_check_result(pp, m, w, f, nb, counts);
+    if (bad) {
+        s_fail_stage(pp, bad);
+        return;
     }
+    uint64_t emitted = 0;
+    for (size_t i = 0; i < m->n_out; i++)
+        emitted += counts[i];
     sl_worker_t *wk = &r->workers[c->index];
     /* Emitted records are counted here, as they leave the stage, so the
      * stage's out always equals what it sent on. */
     atomic_fetch_add_explicit(&wk->stats.emitted, emitted, RELAXED);
-    for (size_t i = 0; i < nb; i++) {
-        sl_done_t *d = s_done_from(&batches[i], counts[i]);
+    /* Every batch but the last of each kind goes on its own; the last
+     * ones travel together in the post that ends the item. */
+    for (size_t i = 0; i + 1 < m->n_out + m->n_dl; i++) {
+        if (i + 1 == m->n_out)
+            continue;
+        sl_done_t *d = i < m->n_out ? s_done_from(&f[i], counts[i])
+                                    : calloc(1, sizeof(*d));
+        if (d && i >= m->n_out && s_take_dead_letters(d, &f[i], counts[i]))
+            sl__done_free(d), d = NULL;
         if (!d) {
             s_fail_stage(pp, "out of memory taking a worker's output");
             return;
         }
-        if (i + 1 == nb && it) {
-            d->link = it->work->link;
-            d->release = it->work->count;
-            d->ends_item = 1;
-        }
-        if (i + 1 == nb && m->type == PPW_FLUSHED && !c->retiring) {
-            c->flushed = 1;
-            d->last = 1;
-        }
         sl__runner_post_done(r, d);
+    }
+    size_t last = m->n_out - 1, last_dl = m->n_out + m->n_dl - 1;
+    sl_done_t *d = s_done_from(&f[last], counts[last]);
+    if (d && m->n_dl && s_take_dead_letters(d, &f[last_dl], counts[last_dl]))
+        sl__done_free(d), d = NULL;
+    if (d && m->retried &&
+        s_take_retries(d, &f[nb - 2], &f[nb - 1], (uint32_t)m->retried))
+        sl__done_free(d), d = NULL;
+    if (!d) {
+        s_fail_stage(pp, "out of memory taking a worker's output");
+        return;
+    }
+    if (w) {
+        d->link = w->link;
+        d->release = w->count - (uint32_t)m->retried;
+        d->ends_item = 1;
+        d->gen = w->gen;
+        d->retry_worker = pp->partitioned ? w->worker : -1;
+    }
+    if (m->type == PPW_FLUSHED && !c->retiring) {
+        c->flushed = 1;
+        d->last = 1;
+    }
+    sl__runner_post_done(r, d);
+    if (m->flags & PPW_DONE_SYNC_FAILED) {
+        /* the child logged why */
+        atomic_store(&r->failed, 1);
+        atomic_store(&r->run->no_commit, 1);
     }
     if (m->type == PPW_FLUSHED) {
         if (m->errors)
@@ -570,7 +694,7 @@ static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
             s_retired(pp, c);
             unsigned char hdr[PPW_QUIT_SIZE];
             ppw_quit(hdr);
-            s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0);
+            s_send_to(pp, c, hdr, sizeof(hdr), NULL, NULL);
         }
         return;
     }
@@ -578,11 +702,13 @@ static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
     c->n_items--;
     c->deaths_in_row = 0;
     c->last_busy_ns = sl_mono_ns();
-    sl_work_t *w = it->work;
-    atomic_fetch_add_explicit(&wk->stats.in, w->count, RELAXED);
+    /* a retry item's records were counted in when they first came */
+    if (!w->retry)
+        atomic_fetch_add_explicit(&wk->stats.in, w->count, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.ok, m->ok, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.filtered, m->filtered, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.errors, m->errors, RELAXED);
+    atomic_fetch_add_explicit(&wk->stats.retried, m->retried, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.busy_ns, m->busy_ns, RELAXED);
     s_sink_latency(pp, c, w);
     sl__work_free(w);
@@ -686,7 +812,8 @@ static void s_on_message(sl_procpool_t *pp)
 
 /* ---- deaths ------------------------------------------------------------------- */
 
-/* Copies records [from, to) of a batch into a new work item. */
+/* Copies records [from, to) of a batch into a new work item, with what
+ * travels with them (generation, level, first failures of a retry). */
 static sl_work_t *s_slice(const sl_work_t *w, uint32_t from, uint32_t to,
                           int bump_attempts)
 {
@@ -711,25 +838,38 @@ static sl_work_t *s_slice(const sl_work_t *w, uint32_t from, uint32_t to,
         i++;
     }
     sl_work_t *n = calloc(1, sizeof(*n));
-    if (!n) {
-        sl__batch_fini(&b);
-        return NULL;
-    }
+    if (!n)
+        goto fail;
     n->count = b.count;
     n->link = w->link;
     n->worker = w->worker;
+    n->gen = w->gen;
+    n->level = w->level;
+    n->retry = w->retry;
+    if (w->first_ns && b.count) {
+        if (!(n->first_ns = malloc(b.count * sizeof(uint64_t))))
+            goto fail;
+        memcpy(n->first_ns, w->first_ns + from, b.count * sizeof(uint64_t));
+    }
     size_t blen;
     char *buf = sl__batch_release(&b, &blen);
     if (!buf || zmq_msg_init_data(&n->msg, buf, blen, s_free_plain, NULL) != 0) {
         free(buf);
-        free(n);
-        return NULL;
+        goto fail;
     }
     return n;
+fail:
+    if (n)
+        free(n->first_ns);
+    free(n);
+    sl__batch_fini(&b);
+    return NULL;
 }
 
 /* The record at `index` of w was in hand when its worker died: one more
- * attempt, or a dead letter. */
+ * attempt (it stays in its item: the respawn backoff spaces the tries),
+ * or a dead letter. Its credit comes back through a post, so that a dead
+ * letter for a dead-letter stage holds it until sent. */
 static sl_work_t *s_blame(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w,
                           uint32_t index, const char *reason)
 {
@@ -749,12 +889,43 @@ static sl_work_t *s_blame(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w,
     char why[256];
     snprintf(why, sizeof(why), "%s while processing (attempt %u of %u)",
              reason, attempts, r->spec->max_attempts);
+    uint64_t now = sl_now_ns();
+    uint64_t first = w->first_ns && w->first_ns[index] ? w->first_ns[index]
+                                                       : now;
     sl_worker_t *wk = &r->workers[c->index];
-    sl__record_give_up(r->spec->name, (int)c->index, &wk->errors_logged, pp->dl,
-                       &env, p, len, why, attempts);
-    atomic_fetch_add_explicit(&wk->stats.in, 1, RELAXED);
+    sl_done_t *d = calloc(1, sizeof(*d));
+    int routed = 0;
+    if (d && r->spec->dl_stage >= 0) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        sl_batch_t b;
+        sl__batch_init(&b);
+        sl_envelope_t out = {.id = env.id, .ts_ns = env.ts_ns,
+                             .priority = env.priority};
+        if (sl__deadletter_encode(&sb, r->spec->name, &env, p, len, why,
+                                  attempts, first, now) == 0 &&
+            sl__batch_append(&b, &out, sb.data, sb.size) == 0 &&
+            (d->dl_buf = sl__batch_release(&b, &d->dl_len))) {
+            d->dl_count = 1;
+            routed = 1;
+        }
+        sl__batch_fini(&b);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    if (!routed)
+        sl__record_give_up_at(r->spec->name, (int)c->index,
+                              &wk->errors_logged, pp->dl, &env, p, len, why,
+                              attempts, first, now);
+    if (!w->retry) /* a retry's records were counted in when they came */
+        atomic_fetch_add_explicit(&wk->stats.in, 1, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.errors, 1, RELAXED);
-    sl__credit_rx_completed(&r->rx, w->link, 1);
+    if (d) {
+        d->link = w->link;
+        d->release = 1;
+        sl__runner_post_done(r, d);
+    } else {
+        sl__credit_rx_completed(&r->rx, w->link, 1);
+    }
     return NULL;
 }
 
@@ -822,6 +993,15 @@ static void s_recover(sl_procpool_t *pp, pp_child_t *c, const char *reason)
     }
 }
 
+static void s_release_slots(sl_procpool_t *pp, pp_child_t *c)
+{
+    sl_resources_t *rs = pp->r->run->resources;
+    unsigned n = rs ? sl__resources_release_pid(rs, c->pid) : 0;
+    if (n)
+        sl__log(SL_LOG_DEBUG, pp->r->spec->name, (int)c->index,
+                "gave back %u shared resource slot(s) of a dead worker", n);
+}
+
 static void s_on_death(sl_procpool_t *pp, pp_child_t *c)
 {
     sl_runner_t *r = pp->r;
@@ -840,6 +1020,9 @@ static void s_on_death(sl_procpool_t *pp, pp_child_t *c)
                  WEXITSTATUS(status));
     else
         snprintf(reason, sizeof(reason), "worker lost");
+    /* It can no longer give back the shared slots it held (a SIGKILL in
+     * the middle of a call); the pid is not reused before this. */
+    s_release_slots(pp, c);
     close(c->pidfd);
     c->pidfd = -1;
     c->pid = 0;
@@ -1017,7 +1200,7 @@ int sl__procpool_retire(sl_procpool_t *pp, unsigned i)
     if (c->pid > 0 && c->ready) {
         unsigned char hdr[PPW_FLUSH_SIZE];
         ppw_flush(hdr);
-        if (s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0) == 0) {
+        if (s_send_to(pp, c, hdr, sizeof(hdr), NULL, NULL) == 0) {
             c->flush_sent = 1;
             return 0;
         }
@@ -1041,7 +1224,7 @@ void sl__procpool_flush(sl_procpool_t *pp)
             continue;
         unsigned char hdr[PPW_FLUSH_SIZE];
         ppw_flush(hdr);
-        if (c->pid > 0 && c->ready && s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0) == 0) {
+        if (c->pid > 0 && c->ready && s_send_to(pp, c, hdr, sizeof(hdr), NULL, NULL) == 0) {
             c->flush_sent = 1;
             continue;
         }
@@ -1069,7 +1252,7 @@ void sl__procpool_destroy(sl_procpool_t **ppp)
             if (c->pid > 0 && c->ready && pp->sock) {
                 unsigned char hdr[PPW_QUIT_SIZE];
                 ppw_quit(hdr);
-                s_send_to(pp, c, hdr, sizeof(hdr), NULL, 0);
+                s_send_to(pp, c, hdr, sizeof(hdr), NULL, NULL);
             } else if (c->pid > 0) {
                 kill(c->pid, SIGKILL); /* still starting: nothing to lose */
             }
@@ -1090,6 +1273,8 @@ void sl__procpool_destroy(sl_procpool_t **ppp)
                 struct timespec ts = {0, 2 * 1000 * 1000};
                 nanosleep(&ts, NULL);
             }
+            if (c->pid > 0)
+                s_release_slots(pp, c);
             if (c->pidfd >= 0)
                 close(c->pidfd);
             if (c->hb)
@@ -1112,4 +1297,16 @@ void sl__procpool_destroy(sl_procpool_t **ppp)
         zmq_close(pp->sock);
     free(pp);
     *ppp = NULL;
+}
+
+size_t sl__procpool_spill(sl_procpool_t *pp, void (*fn)(void *item, void *arg),
+                          void *arg)
+{
+    size_t n = sl_prioq_drain(&pp->pq, fn, arg);
+    for (unsigned i = 0; i < pp->n; i++)
+        n += sl_prioq_drain(&pp->children[i].pq, fn, arg);
+    pthread_mutex_lock(&pp->r->mu);
+    pp->r->inflight -= (uint32_t)n;
+    pthread_mutex_unlock(&pp->r->mu);
+    return n;
 }

@@ -24,6 +24,7 @@
 #define SL_PROCPOOL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -66,6 +67,11 @@ int sl__procpool_backlog(const sl_procpool_t *pp);
 uint64_t sl__procpool_last_busy(const sl_procpool_t *pp, unsigned i);
 int sl__procpool_grow(sl_procpool_t *pp, unsigned i);
 int sl__procpool_retire(sl_procpool_t *pp, unsigned i);
+/* Shutdown past the grace period: hands every queued item that no child
+ * has taken to fn (which takes ownership) and returns how many; items in
+ * children's hands finish and come back as usual. */
+size_t sl__procpool_spill(sl_procpool_t *pp, void (*fn)(void *item, void *arg),
+                          void *arg);
 /* End of stream: asks every child to flush. Each reply arrives as a done
  * item with `last` set; a child that dies instead counts as flushed. */
 void sl__procpool_flush(sl_procpool_t *pp);

@@ -3,6 +3,12 @@
  * instance, fed one item at a time by the parent's dispatcher. Before each
  * record it notes in the shared heartbeat page which record it is on, so
  * that if it dies the parent blames exactly that record.
+ *
+ * Failures are routed as in a thread lane (worker.c): a record with
+ * attempts left goes back to the parent with the item's DONE, for the
+ * dispatcher's delayed retry queue; a last failure goes to the dead-letter
+ * stage (as records in the DONE), or to the dead-letter file, which the
+ * child appends to itself.
  */
 #include "ctx.h"
 #include "deadletter.h"
@@ -10,6 +16,7 @@
 #include "log.h"
 #include "ppwire.h"
 #include "procpool.h"
+#include "resource.h"
 #include "topology.h"
 
 #include <errno.h>
@@ -31,6 +38,12 @@ typedef struct s_held {
     size_t len;
 } s_held_t;
 
+/* Batches kept until the item's DONE. */
+typedef struct s_frames {
+    s_held_t *v;
+    size_t n, cap;
+} s_frames_t;
+
 typedef struct s_child {
     void *zctx;
     void *sock;
@@ -47,33 +60,97 @@ typedef struct s_child {
     int timeouts;       /* the parent enforces a timeout: stamp each record */
     uint64_t errors_logged;
     atomic_int stopping;
-    s_held_t *held; /* full output batches of the item in hand */
-    size_t n_held, cap_held;
+    int sync_on;        /* the run keeps positions: sync() after each item */
+    uint32_t dl_batch;  /* most dead letters per batch (dead-letter stage) */
+    sl_resources_t *rs; /* shared limits, or NULL */
+    int *res_slots;     /* slots held of the stage's `uses` */
+    s_frames_t held;    /* full output batches of the item in hand */
+    s_frames_t dl_held; /* full dead-letter batches of the item in hand */
+    sl_batch_t dl_out;  /* dead letters for the dead-letter stage */
+    sl_batch_t retry_out; /* failures with attempts left */
+    unsigned char *retry_first; /* u64 LE per retry: first failure time */
+    size_t retry_first_cap;     /* in records */
+    char res_err[256];  /* why the resource table could not be attached */
 } s_child_t;
 
-/* Sends a DONE or FLUSHED: the header, the output batches that filled up
- * during the call, then the last (possibly empty) batch. */
-static int s_send_counts(s_child_t *c, ppw_type_t type, const ppw_msg_t *m)
+static int s_frames_push(s_frames_t *f, sl_batch_t *b)
 {
-    unsigned char hdr[PPW_COUNTS_SIZE];
-    ppw_counts(hdr, type, m);
-    size_t len = 0;
-    char *buf = NULL;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 8;
+        s_held_t *bigger = realloc(f->v, cap * sizeof(*bigger));
+        if (!bigger)
+            return -ENOMEM;
+        f->v = bigger;
+        f->cap = cap;
+    }
+    s_held_t *h = &f->v[f->n];
+    h->buf = sl__batch_release(b, &h->len);
+    if (!h->buf)
+        return -ENOMEM;
+    f->n++;
+    return 0;
+}
+
+/* Sends every held frame (the last with `more` as given) and frees them
+ * all, sent or not. */
+static int s_frames_send(void *sock, s_frames_t *f, int rc, int more)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        int flags = i + 1 < f->n || more ? ZMQ_SNDMORE : 0;
+        if (rc == 0 && zmq_send(sock, f->v[i].buf, f->v[i].len, flags) < 0)
+            rc = -EIO;
+        free(f->v[i].buf);
+    }
+    f->n = 0;
+    return rc;
+}
+
+static void s_frames_fini(s_frames_t *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        free(f->v[i].buf);
+    free(f->v);
+    memset(f, 0, sizeof(*f));
+}
+
+/* Sends a DONE or FLUSHED: the header, the output batches that filled up
+ * during the call, then the last (possibly empty) batch; then the item's
+ * dead letters for the dead-letter stage and its retries (ppwire.h). */
+static int s_send_counts(s_child_t *c, ppw_type_t type, ppw_msg_t *m)
+{
+    size_t len = 0, retry_len = 0;
+    char *buf = NULL, *retry = NULL;
     if (c->ctx.out.count)
         buf = sl__batch_release(&c->ctx.out, &len);
     else
         sl__batch_reset(&c->ctx.out);
-    int rc = zmq_send(c->sock, hdr, sizeof(hdr), ZMQ_SNDMORE) < 0 ? -EIO : 0;
-    for (size_t i = 0; i < c->n_held; i++) {
-        if (rc == 0 && zmq_send(c->sock, c->held[i].buf, c->held[i].len,
-                                ZMQ_SNDMORE) < 0)
-            rc = -EIO;
-        free(c->held[i].buf);
-    }
-    c->n_held = 0;
-    if (rc == 0 && zmq_send(c->sock, buf ? buf : "", len, 0) < 0)
+    int rc = 0;
+    if (c->dl_out.count && s_frames_push(&c->dl_held, &c->dl_out) != 0)
+        rc = -ENOMEM;
+    if (m->retried && !(retry = sl__batch_release(&c->retry_out, &retry_len)))
+        rc = -ENOMEM;
+    m->n_out = (uint32_t)c->held.n + 1;
+    m->n_dl = (uint32_t)c->dl_held.n;
+    unsigned char hdr[PPW_COUNTS_SIZE];
+    ppw_counts(hdr, type, m);
+    if (rc == 0 && zmq_send(c->sock, hdr, sizeof(hdr), ZMQ_SNDMORE) < 0)
+        rc = -EIO;
+    rc = s_frames_send(c->sock, &c->held, rc, 1);
+    int more = m->n_dl || m->retried;
+    if (rc == 0 && zmq_send(c->sock, buf ? buf : "", len,
+                            more ? ZMQ_SNDMORE : 0) < 0)
         rc = -EIO;
     free(buf);
+    rc = s_frames_send(c->sock, &c->dl_held, rc, m->retried != 0);
+    if (m->retried) {
+        if (rc == 0 && (zmq_send(c->sock, retry, retry_len, ZMQ_SNDMORE) < 0 ||
+                        zmq_send(c->sock, c->retry_first, m->retried * 8,
+                                 0) < 0))
+            rc = -EIO;
+        free(retry);
+    }
+    sl__batch_reset(&c->retry_out);
+    sl__batch_reset(&c->dl_out);
     return rc;
 }
 
@@ -82,22 +159,8 @@ static int s_send_counts(s_child_t *c, ppw_type_t type, const ppw_msg_t *m)
  * (a worker that dies then has sent nothing that will be sent again). */
 static int s_on_full(sl_ctx_t *ctx, void *arg)
 {
-    (void)ctx;
     s_child_t *c = arg;
-    if (c->n_held == c->cap_held) {
-        size_t cap = c->cap_held ? c->cap_held * 2 : 8;
-        s_held_t *bigger = realloc(c->held, cap * sizeof(*bigger));
-        if (!bigger)
-            return -ENOMEM;
-        c->held = bigger;
-        c->cap_held = cap;
-    }
-    s_held_t *h = &c->held[c->n_held];
-    h->buf = sl__batch_release(&c->ctx.out, &h->len);
-    if (!h->buf)
-        return -ENOMEM;
-    c->n_held++;
-    return 0;
+    return s_frames_push(&c->held, &ctx->out);
 }
 
 static int s_send_small(s_child_t *c, ppw_type_t type)
@@ -188,6 +251,22 @@ static int s_setup(s_child_t *c, unsigned worker)
     c->stage = &c->topo->stages[m.stage];
     c->desc = c->stage->plugin->desc;
     c->timeouts = m.timeout_ms != 0;
+    c->sync_on = (m.flags & PPW_SETUP_SYNC) && c->desc->sync;
+    c->dl_batch = m.dl_batch ? m.dl_batch : 1;
+    if (c->stage->n_uses && !c->rs) {
+        s_send_fail(c, c->res_err[0] ? c->res_err
+                                     : "no shared resource table from the "
+                                       "parent");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (c->stage->n_uses &&
+        !(c->res_slots = malloc(c->stage->n_uses * sizeof(int)))) {
+        s_send_fail(c, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < c->stage->n_uses; k++)
+        c->res_slots[k] = -1;
     rc = sl__ctx_init(&c->ctx, c->stage->name, m.stage, worker, m.workers, 0,
                       m.batch ? m.batch : 1, &c->stopping);
     if (rc) {
@@ -233,7 +312,96 @@ out:
     return rc;
 }
 
-static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch)
+/* A dead letter for the stage's dead-letter stage, as one of its records;
+ * a full batch waits beside the output so that each fits that stage's
+ * credit share. */
+static int s_dead_letter_to_stage(s_child_t *c, const sl_envelope_t *env,
+                                  const char *p, size_t len, const char *why,
+                                  uint32_t attempts, uint64_t first_ns,
+                                  uint64_t last_ns)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    int rc = sl__deadletter_encode(&sb, c->stage->name, env, p, len, why,
+                                   attempts, first_ns, last_ns);
+    sl_envelope_t out = {.id = env->id, .ts_ns = env->ts_ns,
+                         .priority = env->priority};
+    if (rc == 0)
+        rc = sl__batch_append(&c->dl_out, &out, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc == 0 && c->dl_out.count >= c->dl_batch)
+        rc = s_frames_push(&c->dl_held, &c->dl_out);
+    return rc;
+}
+
+/* One failed attempt (see sl__worker_record_failed): back to the parent
+ * for a retry while attempts are left, else a dead letter. first_ns is 0
+ * on a first failure. */
+static void s_record_failed(s_child_t *c, ppw_msg_t *m,
+                            const sl_envelope_t *env, const char *p,
+                            size_t len, const char *why, uint64_t first_ns)
+{
+    uint64_t now = sl_now_ns();
+    uint32_t attempts = env->attempts + 1;
+    if (!first_ns)
+        first_ns = now;
+    if (attempts < c->stage->max_attempts) {
+        sl_envelope_t again = *env;
+        again.attempts = attempts;
+        size_t n = c->retry_out.count;
+        if (n == c->retry_first_cap) {
+            size_t cap = n ? 2 * n : 64;
+            unsigned char *f = realloc(c->retry_first, cap * 8);
+            if (f) {
+                c->retry_first = f;
+                c->retry_first_cap = cap;
+            }
+        }
+        if (n < c->retry_first_cap &&
+            sl__batch_append(&c->retry_out, &again, p, len) == 0) {
+            sl__put_u64(c->retry_first + 8 * n, first_ns);
+            m->retried++;
+            return;
+        }
+        /* out of memory: no retry; it is dead-lettered below */
+    }
+    m->errors++;
+    if (c->stage->dl_stage >= 0 &&
+        s_dead_letter_to_stage(c, env, p, len, why, attempts, first_ns,
+                               now) == 0)
+        return;
+    sl__record_give_up_at(c->stage->name, (int)c->ctx.worker,
+                          &c->errors_logged, c->dl, env, p, len, why,
+                          attempts, first_ns, now);
+}
+
+/* One handler call, holding the stage's shared resources (`uses:`). The
+ * timeout clock starts once they are held: waiting for a slot is not a
+ * hang. */
+static int s_call_process(s_child_t *c, sl_record_t *rec)
+{
+    size_t n_uses = c->stage->n_uses;
+    if (n_uses &&
+        sl__resources_acquire_set(c->rs, c->stage->uses, n_uses, &c->stopping,
+                                  c->res_slots) != 0)
+        return sl_ctx_error(&c->ctx, "run aborted while waiting for a "
+                                     "shared resource");
+    if (c->timeouts)
+        atomic_store_explicit(&c->hb->since_ns, sl_mono_ns(),
+                              memory_order_relaxed);
+    /* the index (and start) must be visible before anything the record
+     * does */
+    atomic_thread_fence(memory_order_seq_cst);
+    int rc = c->desc->process(c->state, &c->ctx, rec);
+    if (n_uses)
+        sl__resources_release_set(c->rs, c->stage->uses, n_uses,
+                                  c->res_slots);
+    return rc;
+}
+
+/* `firsts`: with a retry item, each record's first failure (u64 LE). */
+static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch,
+                         zmq_msg_t *firsts)
 {
     ppw_msg_t m = {.seq = seq};
     uint64_t t0 = sl_mono_ns();
@@ -243,29 +411,29 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch)
     const char *p;
     size_t len;
     sl_record_t rec;
-    uint32_t index = 0;
-    atomic_store_explicit(&c->hb->index, 0, memory_order_relaxed);
-    atomic_store_explicit(&c->hb->since_ns, c->timeouts ? t0 : 0,
-                          memory_order_relaxed);
-    atomic_store(&c->hb->item, seq);
-    if (sl__batch_iter_init(&it, zmq_msg_data(batch), zmq_msg_size(batch), NULL))
+    uint32_t index = 0, count = 0;
+    const unsigned char *first = firsts ? zmq_msg_data(firsts) : NULL;
+    if (sl__batch_validate(zmq_msg_data(batch), zmq_msg_size(batch), &count) ||
+        (firsts && zmq_msg_size(firsts) != (size_t)count * 8) ||
+        sl__batch_iter_init(&it, zmq_msg_data(batch), zmq_msg_size(batch),
+                            NULL))
         return -EPROTO;
-    while (sl__batch_next(&it, &env, &p, &len) == 1) {
+    atomic_store_explicit(&c->hb->index, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->hb->since_ns, 0, memory_order_relaxed);
+    atomic_store(&c->hb->item, seq);
+    while (sl__batch_next(&it, &env, &p, &len) == 1 && index < count) {
         atomic_store_explicit(&c->hb->index, index, memory_order_relaxed);
-        if (c->timeouts)
-            atomic_store_explicit(&c->hb->since_ns, sl_mono_ns(),
-                                  memory_order_relaxed);
-        /* the index must be visible before anything the record does */
-        atomic_thread_fence(memory_order_seq_cst);
+        if (c->timeouts && c->stage->n_uses)
+            atomic_store_explicit(&c->hb->since_ns, 0, memory_order_relaxed);
         sl__ctx_begin_record(&c->ctx, &rec, &env, p, len);
-        int rc = c->desc->process(c->state, &c->ctx, &rec);
+        int rc = s_call_process(c, &rec);
         uint32_t emitted = c->ctx.emitted;
         if (rc < 0) {
-            m.errors++;
-            sl__record_give_up(c->stage->name, (int)c->ctx.worker,
-                               &c->errors_logged, c->dl, &env, p, len,
-                               c->ctx.has_err ? c->ctx.err : strerror(-rc),
-                               env.attempts + 1);
+            char why[sizeof(c->ctx.err)];
+            snprintf(why, sizeof(why), "%s",
+                     c->ctx.has_err ? c->ctx.err : strerror(-rc));
+            s_record_failed(c, &m, &env, p, len, why,
+                            first ? sl__get_u64(first + 8 * index) : 0);
         }
         sl__ctx_end_record(&c->ctx);
         if (rc < 0) {
@@ -278,6 +446,16 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch)
         m.emitted += emitted;
         index++;
     }
+    /* Make what the item did durable before it counts as finished. */
+    if (c->sync_on) {
+        int src = c->desc->sync(c->state, &c->ctx);
+        if (src < 0) {
+            sl__log(SL_LOG_ERROR, c->stage->name, (int)c->ctx.worker,
+                    "sync failed: %s; positions are not committed past it",
+                    c->ctx.has_err ? c->ctx.err : strerror(-src));
+            m.flags |= PPW_DONE_SYNC_FAILED;
+        }
+    }
     /* Handled, though the parent may never hear of it if we die now. */
     atomic_store(&c->hb->done, seq);
     atomic_store(&c->hb->item, 0);
@@ -288,8 +466,8 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch)
 static int s_loop(s_child_t *c)
 {
     for (;;) {
-        zmq_msg_t f[2];
-        int n = s_recv(c, f, 2, PARENT_CHECK_MS);
+        zmq_msg_t f[3];
+        int n = s_recv(c, f, 3, PARENT_CHECK_MS);
         if (n < 0)
             return n;
         if (n == 0) {
@@ -299,8 +477,9 @@ static int s_loop(s_child_t *c)
         }
         ppw_msg_t m;
         int rc = ppw_parse(zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), &m);
-        if (rc == 0 && m.type == PPW_ITEM && n == 2) {
-            rc = s_handle_item(c, m.seq, &f[1]);
+        int retry = (m.flags & PPW_ITEM_RETRY) != 0;
+        if (rc == 0 && m.type == PPW_ITEM && n == 2 + retry) {
+            rc = s_handle_item(c, m.seq, &f[1], retry ? &f[2] : NULL);
         } else if (rc == 0 && m.type == PPW_FLUSH) {
             ppw_msg_t out = {0};
             if (c->desc->flush) {
@@ -330,7 +509,7 @@ static int s_loop(s_child_t *c)
 
 int sl__procworker_main(int argc, char **argv)
 {
-    if (argc != 6) {
+    if (argc != 7) {
         fprintf(stderr, "sluice __worker: internal command, started by a "
                         "process-lane stage\n");
         return 2;
@@ -341,10 +520,18 @@ int sl__procworker_main(int argc, char **argv)
     unsigned worker = (unsigned)strtoul(argv[2], NULL, 10);
     uint32_t gen = (uint32_t)strtoul(argv[3], NULL, 10);
     int hb_fd = (int)strtol(argv[4], NULL, 10);
-    c.ppid = (pid_t)strtol(argv[5], NULL, 10);
+    int res_fd = (int)strtol(argv[5], NULL, 10);
+    c.ppid = (pid_t)strtol(argv[6], NULL, 10);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != c.ppid)
         return 1;
+    sl__batch_init(&c.dl_out);
+    sl__batch_init(&c.retry_out);
+    if (res_fd >= 0) {
+        /* a stage without `uses` does not need it: setup decides */
+        c.rs = sl__resources_attach(res_fd, c.res_err, sizeof(c.res_err));
+        close(res_fd);
+    }
 
     int code = 1;
     c.hb = mmap(NULL, sizeof(sl_heartbeat_t), PROT_READ | PROT_WRITE,
@@ -373,9 +560,13 @@ out:
         c.desc->fini(c.state);
     if (c.ctx_ready)
         sl__ctx_fini(&c.ctx);
-    for (size_t i = 0; i < c.n_held; i++)
-        free(c.held[i].buf);
-    free(c.held);
+    s_frames_fini(&c.held);
+    s_frames_fini(&c.dl_held);
+    sl__batch_fini(&c.dl_out);
+    sl__batch_fini(&c.retry_out);
+    free(c.retry_first);
+    free(c.res_slots);
+    sl__resources_destroy(&c.rs);
     sl__deadletter_close(&c.dl);
     sl__topology_destroy(&c.topo);
     if (c.sock)

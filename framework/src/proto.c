@@ -33,6 +33,15 @@ void sl__msg_eos(unsigned char out[SL_MSG_EOS_SIZE], uint32_t link,
     sl__put_u64(out + 8, sent);
 }
 
+void sl__msg_mark(unsigned char out[SL_MSG_MARK_SIZE], uint32_t source,
+                  uint32_t worker, uint64_t epoch)
+{
+    s_head(out, SL_MSG_MARK);
+    sl__put_u32(out + 4, source);
+    sl__put_u32(out + 8, worker);
+    sl__put_u64(out + 12, epoch);
+}
+
 int sl__msg_parse(const void *buf, size_t len, sl_msg_t *out)
 {
     const unsigned char *p = buf;
@@ -58,6 +67,14 @@ int sl__msg_parse(const void *buf, size_t len, sl_msg_t *out)
         out->type = SL_MSG_EOS;
         out->link = sl__get_u32(p + 4);
         out->sent = sl__get_u64(p + 8);
+        return 0;
+    case SL_MSG_MARK:
+        if (len != SL_MSG_MARK_SIZE)
+            return -EBADMSG;
+        out->type = SL_MSG_MARK;
+        out->source = sl__get_u32(p + 4);
+        out->worker = sl__get_u32(p + 8);
+        out->epoch = sl__get_u64(p + 12);
         return 0;
     case SL_MSG_DATA:
         out->type = SL_MSG_DATA;

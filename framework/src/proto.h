@@ -11,6 +11,10 @@
  *   sender -> receiver   HELLO  'H' ver u16 0 u32 link
  *                        DATA   a batch (see batch.h), 'D'
  *                        EOS    'E' ver u16 0 u32 link u64 records-sent
+ *                        MARK   'M' ver u16 0 u32 source u32 worker u64 epoch
+ *                               (a source position marker, checkpoint.h;
+ *                               in band, so it follows the data sent
+ *                               before it; it needs no credit)
  *   receiver -> sender   CREDIT 'C' ver u16 0 u32 records
  */
 #ifndef SL_PROTO_H
@@ -26,11 +30,13 @@ typedef enum sl_msg_type {
     SL_MSG_DATA = 'D',
     SL_MSG_EOS = 'E',
     SL_MSG_CREDIT = 'C',
+    SL_MSG_MARK = 'M',
 } sl_msg_type_t;
 
 #define SL_MSG_HELLO_SIZE 8
 #define SL_MSG_CREDIT_SIZE 8
 #define SL_MSG_EOS_SIZE 16
+#define SL_MSG_MARK_SIZE 20
 
 typedef struct sl_msg {
     sl_msg_type_t type;
@@ -38,12 +44,17 @@ typedef struct sl_msg {
     uint32_t credit;  /* CREDIT */
     uint64_t sent;    /* EOS */
     uint32_t records; /* DATA: records announced by the header */
+    uint32_t source;  /* MARK: the source stage's index */
+    uint32_t worker;  /* MARK: its worker */
+    uint64_t epoch;   /* MARK */
 } sl_msg_t;
 
 void sl__msg_hello(unsigned char out[SL_MSG_HELLO_SIZE], uint32_t link);
 void sl__msg_credit(unsigned char out[SL_MSG_CREDIT_SIZE], uint32_t credit);
 void sl__msg_eos(unsigned char out[SL_MSG_EOS_SIZE], uint32_t link,
                  uint64_t sent);
+void sl__msg_mark(unsigned char out[SL_MSG_MARK_SIZE], uint32_t source,
+                  uint32_t worker, uint64_t epoch);
 /* Classifies and decodes a message. DATA is only checked at the header
  * here (its records are validated by the batch reader). -EBADMSG for
  * anything malformed, of a wrong size, or of another version. */

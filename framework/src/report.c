@@ -24,28 +24,35 @@ int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag)
                              name, st.read, st.ok, st.errors);
             break;
         case SL_STAGE_TRANSFORM:
-            if (st.in != st.ok + st.filtered + st.errors)
+            if (st.in != st.ok + st.filtered + st.errors + st.spilled_in)
                 sl__diag_add(diag, "stage '%s': in %" PRIu64 " != passed %"
-                             PRIu64 " + filtered %" PRIu64 " + errors %" PRIu64,
-                             name, st.in, st.ok, st.filtered, st.errors);
+                             PRIu64 " + filtered %" PRIu64 " + dead-lettered %"
+                             PRIu64 " + spilled %" PRIu64,
+                             name, st.in, st.ok, st.filtered, st.errors,
+                             st.spilled_in);
             break;
         case SL_STAGE_SINK:
-            if (st.in != st.ok + st.errors)
+            if (st.in != st.ok + st.errors + st.spilled_in)
                 sl__diag_add(diag, "stage '%s': in %" PRIu64 " != written %"
-                             PRIu64 " + errors %" PRIu64,
-                             name, st.in, st.ok, st.errors);
+                             PRIu64 " + dead-lettered %" PRIu64 " + spilled %"
+                             PRIu64, name, st.in, st.ok, st.errors,
+                             st.spilled_in);
             break;
         }
-        /* Everything emitted must have left on the links. */
+        /* Everything emitted must have left on the links, or been spilled
+         * or shed instead. */
         if (r->n_out) {
             uint64_t total = 0;
             for (size_t o = 0; o < r->n_out; o++) {
-                total += r->link_sent[o];
-                if (r->spec->fanout == SL_FANOUT_BROADCAST &&
-                    r->link_sent[o] != st.out)
+                uint64_t gone = r->link_sent[o] + r->link_spilled[o] +
+                                r->link_shed[o];
+                total += gone;
+                if (r->spec->fanout == SL_FANOUT_BROADCAST && gone != st.out)
                     sl__diag_add(diag, "stage '%s': emitted %" PRIu64
-                                 " but sent %" PRIu64 " to '%s'",
+                                 " but sent %" PRIu64 ", spilled %" PRIu64
+                                 " and shed %" PRIu64 " for '%s'",
                                  name, st.out, r->link_sent[o],
+                                 r->link_spilled[o], r->link_shed[o],
                                  topo->stages[r->spec->outputs[o]].name);
             }
             if (r->spec->fanout == SL_FANOUT_ROUND_ROBIN && total != st.out)
@@ -82,7 +89,31 @@ int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag)
                          " but handled %" PRIu64,
                          name, received, st.in);
     }
+    uint64_t lost = atomic_load(&run->spill_lost);
+    if (lost)
+        sl__diag_add(diag, "%" PRIu64 " record%s could not be written to the "
+                     "spill file %s", lost, lost == 1 ? "" : "s",
+                     topo->spill_path);
     return diag->count == before ? 0 : -EBADMSG;
+}
+
+void sl__run_totals(sl_run_t *run, sl_run_totals_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_stage_stats_t st;
+        sl__run_stats(run, i, &st);
+        if (run->runners[i].desc->kind == SL_STAGE_SOURCE)
+            t->read += st.read;
+        if (run->runners[i].desc->kind == SL_STAGE_SINK)
+            t->delivered += st.ok;
+        t->filtered += st.filtered;
+        t->dead_lettered += st.errors;
+        t->retried += st.retried;
+        t->shed += st.shed;
+    }
+    t->spilled = atomic_load(&run->spilled);
+    t->lost = atomic_load(&run->spill_lost);
 }
 
 static const char *s_kind(sl_stage_kind_t k)
@@ -92,9 +123,9 @@ static const char *s_kind(sl_stage_kind_t k)
 
 void sl__run_print_summary(sl_run_t *run, FILE *f)
 {
-    fprintf(f, "%-16s %-12s %7s %10s %10s %9s %8s %15s %8s\n", "stage",
-            "plugin", "workers", "in", "out", "filtered", "errors",
-            "max queue/cap", "busy s");
+    fprintf(f, "%-16s %-12s %7s %10s %10s %9s %8s %8s %8s %15s %8s\n",
+            "stage", "plugin", "workers", "in", "out", "filtered", "dead",
+            "retried", "spilled", "max queue/cap", "busy s");
     for (size_t i = 0; i < run->n_runners; i++) {
         sl_runner_t *r = &run->runners[i];
         sl_stage_stats_t st;
@@ -109,9 +140,13 @@ void sl__run_print_summary(sl_run_t *run, FILE *f)
         const char *plugin = strrchr(r->spec->plugin_name, '/');
         plugin = plugin ? plugin + 1 : r->spec->plugin_name;
         fprintf(f, "%-16s %-12s %7u %10s %10" PRIu64 " %9" PRIu64 " %8" PRIu64
-                " %15s %8.2f\n",
+                " %8" PRIu64 " %8" PRIu64 " %15s %8.2f\n",
                 r->spec->name, plugin, st.workers, in, st.out,
-                st.filtered, st.errors, queue, st.busy_s);
+                st.filtered, st.errors, st.retried,
+                st.spilled_in + st.spilled_out, queue, st.busy_s);
+        if (st.shed)
+            fprintf(f, "%-16s %" PRIu64 " record%s shed by when_full of a "
+                    "consumer\n", "", st.shed, st.shed == 1 ? "" : "s");
         if (st.grows || st.shrinks)
             fprintf(f, "%-16s pool %u..%u: grew %" PRIu64 " time%s, shrank %"
                     PRIu64 " time%s\n", "", r->spec->workers, r->n_workers,
@@ -146,11 +181,18 @@ int sl__run_write_report(sl_run_t *run, const char *path, int ledger_ok)
     if (!f)
         return -errno;
     double elapsed = sl__run_elapsed_s(run);
+    sl_run_totals_t t;
+    sl__run_totals(run, &t);
     fprintf(f, "{\"topology\":");
     s_json_str(f, run->topo->name);
-    fprintf(f, ",\"elapsed_s\":%.6f,\"ledger_ok\":%s,\"failed\":%s,\"stages\":[",
+    fprintf(f, ",\"elapsed_s\":%.6f,\"ledger_ok\":%s,\"failed\":%s,"
+            "\"totals\":{\"read\":%" PRIu64 ",\"delivered\":%" PRIu64
+            ",\"filtered\":%" PRIu64 ",\"dead_lettered\":%" PRIu64
+            ",\"retried\":%" PRIu64 ",\"spilled\":%" PRIu64
+            ",\"shed\":%" PRIu64 ",\"lost\":%" PRIu64 "},\"stages\":[",
             elapsed, ledger_ok ? "true" : "false",
-            atomic_load(&run->failed) ? "true" : "false");
+            atomic_load(&run->failed) ? "true" : "false", t.read, t.delivered,
+            t.filtered, t.dead_lettered, t.retried, t.spilled, t.shed, t.lost);
     for (size_t i = 0; i < run->n_runners; i++) {
         sl_runner_t *r = &run->runners[i];
         sl_stage_stats_t st;
@@ -162,10 +204,15 @@ int sl__run_write_report(sl_run_t *run, const char *path, int ledger_ok)
         fprintf(f,
                 ",\"kind\":\"%s\",\"workers\":%u,\"queue\":%u,\"read\":%" PRIu64
                 ",\"in\":%" PRIu64 ",\"out\":%" PRIu64 ",\"filtered\":%" PRIu64
-                ",\"errors\":%" PRIu64 ",\"sent\":%" PRIu64
+                ",\"errors\":%" PRIu64 ",\"dead_lettered\":%" PRIu64
+                ",\"retried\":%" PRIu64 ",\"spilled_in\":%" PRIu64
+                ",\"spilled_out\":%" PRIu64 ",\"shed\":%" PRIu64
+                ",\"delivered\":%" PRIu64 ",\"sent\":%" PRIu64
                 ",\"max_queue\":%u,\"busy_s\":%.6f",
                 s_kind(r->desc->kind), st.workers, st.capacity, st.read, st.in,
-                st.out, st.filtered, st.errors, st.sent, st.held_max, st.busy_s);
+                st.out, st.filtered, st.errors, st.errors, st.retried,
+                st.spilled_in, st.spilled_out, st.shed, st.ok, st.sent,
+                st.held_max, st.busy_s);
         fprintf(f, ",\"lane\":\"%s\",\"restarts\":%" PRIu64
                 ",\"redelivered\":%" PRIu64
                 ",\"pool\":{\"min\":%u,\"max\":%u,\"grows\":%" PRIu64

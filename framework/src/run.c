@@ -2,6 +2,7 @@
 #include "deadletter.h"
 #include "endian.h"
 #include "log.h"
+#include "spill.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -108,7 +109,10 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
         r->out_link = calloc(r->n_out, sizeof(*r->out_link));
         r->tx = calloc(r->n_out, sizeof(*r->tx));
         r->link_sent = calloc(r->n_out, sizeof(*r->link_sent));
-        if (!r->out_socks || !r->out_link || !r->tx || !r->link_sent)
+        r->link_spilled = calloc(r->n_out, sizeof(*r->link_spilled));
+        r->link_shed = calloc(r->n_out, sizeof(*r->link_shed));
+        if (!r->out_socks || !r->out_link || !r->tx || !r->link_sent ||
+            !r->link_spilled || !r->link_shed)
             goto nomem;
         for (size_t o = 0; o < r->n_out; o++) {
             const sl_topo_stage_t *c = &topo->stages[s->outputs[o]];
@@ -207,6 +211,7 @@ sl_run_t *sl__run_new(const sl_topology_t *topo, char *err, size_t errlen)
         return NULL;
     }
     run->topo = topo;
+    pthread_mutex_init(&run->spill_mu, NULL);
     run->id = atomic_fetch_add(&s_run_ids, 1) + 1;
     run->id = run->id * 100000ul + (unsigned long)getpid() % 100000ul;
     run->zctx = zmq_ctx_new();
@@ -216,6 +221,11 @@ sl_run_t *sl__run_new(const sl_topology_t *topo, char *err, size_t errlen)
         goto fail;
     }
     run->n_runners = topo->n_stages;
+    int ck_failed;
+    run->ckpt = sl__ckpt_new(topo, &ck_failed, err, errlen);
+    if (ck_failed)
+        goto fail;
+    run->positions_on = run->ckpt != NULL;
     if (topo->n_resources) {
         uint32_t limits[topo->n_resources];
         for (size_t k = 0; k < topo->n_resources; k++)
@@ -286,6 +296,28 @@ void sl__run_stop(sl_run_t *run)
     atomic_store(&run->stopping, 1);
 }
 
+static void s_wake_all(sl_run_t *run)
+{
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        pthread_mutex_lock(&r->mu);
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        if (r->efd >= 0) {
+            uint64_t one = 1;
+            ssize_t w = write(r->efd, &one, sizeof(one));
+            (void)w;
+        }
+    }
+}
+
+void sl__run_spill(sl_run_t *run)
+{
+    atomic_store(&run->stopping, 1);
+    atomic_store(&run->spilling, 1);
+    s_wake_all(run);
+}
+
 void sl__run_abort(sl_run_t *run)
 {
     atomic_store(&run->stopping, 1);
@@ -323,6 +355,7 @@ static void s_runner_fini(sl_runner_t *r)
             sl__done_free(d);
         }
     sl__retryq_fini(&r->retries);
+    free(r->marks);
     if (r->dl_sock)
         zmq_close(r->dl_sock);
     if (r->in_sock)
@@ -341,6 +374,8 @@ static void s_runner_fini(sl_runner_t *r)
     free(r->out_link);
     free(r->tx);
     free(r->link_sent);
+    free(r->link_spilled);
+    free(r->link_shed);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
 }
@@ -363,10 +398,34 @@ void sl__run_destroy(sl_run_t **runp)
     }
     free(run->runners);
     sl__resources_destroy(&run->resources);
+    sl__spill_close(run);
+    sl__ckpt_destroy(&run->ckpt);
+    pthread_mutex_destroy(&run->spill_mu);
     if (run->zctx)
         zmq_ctx_term(run->zctx);
     free(run);
     *runp = NULL;
+}
+
+int sl__run_commit_positions(sl_run_t *run)
+{
+    int rc = 0;
+    if (!run->ckpt || atomic_load(&run->no_commit))
+        return 0;
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        if (r->desc->kind != SL_STAGE_SOURCE || !r->workers)
+            continue;
+        for (unsigned w = 0; w < r->n_workers; w++) {
+            sl_ctx_t *ctx = &r->workers[w].ctx;
+            if (!r->workers[w].ctx_ready || !ctx->pos)
+                continue;
+            int wrc = sl__ckpt_commit(run->ckpt, i, w, ctx->pos, ctx->pos_len);
+            if (wrc)
+                rc = wrc;
+        }
+    }
+    return rc;
 }
 
 double sl__run_elapsed_s(sl_run_t *run)
@@ -399,6 +458,8 @@ void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out)
         out->busy += (unsigned)atomic_load_explicit(&w->busy, RELAXED);
     }
     out->busy_s = (double)busy_ns / 1e9;
+    out->in += atomic_load_explicit(&r->in_direct, RELAXED);
+    out->spilled_in = atomic_load_explicit(&r->spilled_in, RELAXED);
     out->restarts = atomic_load_explicit(&r->restarts, RELAXED);
     out->redelivered = atomic_load_explicit(&r->redelivered, RELAXED);
     out->held = atomic_load_explicit(&r->held_now, RELAXED);
@@ -406,8 +467,12 @@ void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out)
     out->finished = atomic_load(&r->finished);
     if (out->finished) {
         /* only the dispatcher writes these, and it has ended */
-        for (size_t o = 0; o < r->n_out; o++)
+        for (size_t o = 0; o < r->n_out; o++) {
             out->sent += r->link_sent[o];
+            out->spilled_out += r->link_spilled[o];
+            out->shed += r->link_shed[o];
+        }
+        out->spilled_out += r->dl_spilled;
         if (r->desc->kind == SL_STAGE_SINK && !r->workers[0].started) {
             sl_hist_t h;
             sl__hist_init(&h);

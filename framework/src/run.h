@@ -5,6 +5,7 @@
 #ifndef SL_RUN_H
 #define SL_RUN_H
 
+#include "checkpoint.h"
 #include "resource.h"
 #include "runner.h"
 #include "topology.h"
@@ -19,6 +20,9 @@ typedef struct sl_stage_stats {
     uint64_t filtered;
     uint64_t errors;     /* dead-lettered (or logged without a target) */
     uint64_t retried;    /* failed attempts that were retried */
+    uint64_t spilled_in; /* received, spilled at shutdown unhandled */
+    uint64_t spilled_out; /* emitted, spilled at shutdown unsent (finished) */
+    uint64_t shed;       /* emitted, given to when_full (finished) */
     uint64_t sent;       /* records put on output links (all links) */
     uint32_t held;       /* records held now */
     uint32_t held_max;
@@ -46,6 +50,14 @@ struct sl_run {
     int positions_on;     /* state_dir: sources' positions are committed */
     atomic_int no_commit; /* a sink could not sync: commit nothing more */
     sl_resources_t *resources; /* `resources:`, shared with worker processes */
+    sl_ckpt_t *ckpt;           /* `state_dir:`: committed positions */
+    /* Shutdown: past the grace period everything in flight is spilled. */
+    atomic_int spilling;
+    pthread_mutex_t spill_mu;
+    sl_deadletter_t *spill;    /* opened at the first spill */
+    int spill_failed;
+    atomic_uint_fast64_t spilled;    /* records written to the spill file */
+    atomic_uint_fast64_t spill_lost; /* records that could not be */
     uint64_t t_start;
     _Atomic uint64_t t_end; /* when the last dispatcher finished */
     atomic_size_t n_finished;
@@ -61,6 +73,9 @@ int sl__run_start(sl_run_t *run);
 int sl__run_wait(sl_run_t *run);
 /* Graceful stop: sources end as if at EOF, everything drains. */
 void sl__run_stop(sl_run_t *run);
+/* The grace period is over: stop intake and spill everything in flight
+ * (see spill.h); the stages then end as at end of input. */
+void sl__run_spill(sl_run_t *run);
 /* Immediate stop. */
 void sl__run_abort(sl_run_t *run);
 void sl__run_destroy(sl_run_t **run);
@@ -70,6 +85,16 @@ void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out);
 /* Checks every stage's and link's ledger after the run; each imbalance is
  * one line in diag. Returns 0 when balanced. */
 int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag);
+/* Run-wide sums (sources' read, sinks' delivered, all stages' filtered,
+ * dead-lettered, retried and shed; records spilled and lost). */
+typedef struct sl_run_totals {
+    uint64_t read, delivered, filtered, dead_lettered, retried, spilled,
+        shed, lost;
+} sl_run_totals_t;
+void sl__run_totals(sl_run_t *run, sl_run_totals_t *t);
+/* After a clean, balanced end: every record the sources emitted is
+ * finished, so their last positions are committed. 0 or negative. */
+int sl__run_commit_positions(sl_run_t *run);
 /* The per-stage summary table. */
 void sl__run_print_summary(sl_run_t *run, FILE *f);
 /* The report as JSON (see docs/topology.md). */

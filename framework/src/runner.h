@@ -29,6 +29,16 @@ typedef struct sl_run sl_run_t;
 typedef struct sl_runner sl_runner_t;
 typedef struct sl_deadletter sl_deadletter_t;
 
+/* Generations a stage tells apart: markers arriving faster than the stage
+ * finishes work beyond this are dropped (a later one covers them). */
+#define SL_GEN_RING 1024
+
+typedef struct sl_mark {
+    uint32_t source, worker;
+    uint64_t epoch;
+    uint32_t gen; /* it waits for every generation up to this one */
+} sl_mark_t;
+
 typedef struct sl_work {
     struct sl_work *next;
     zmq_msg_t msg;  /* the received batch, when owned_buf is NULL */
@@ -98,6 +108,7 @@ typedef struct sl_worker {
     sl_prioq_t pq;     /* own queue when the stage is partitioned */
     sl_worker_stats_t stats;
     sl_hist_t latency; /* sinks: end-to-end ns, merged after join */
+    uint64_t next_mark_ns; /* sources: when the next epoch may start */
     /* Failures of the item in hand, posted with its last output. */
     sl_batch_t retry_out;
     uint64_t *retry_first;
@@ -171,6 +182,19 @@ struct sl_runner {
     uint32_t dl_batch;    /* max dead letters per message */
     /* Delayed retries (dispatcher only). */
     sl_retryq_t retries;
+    /* Shutdown spilling and when_full shedding (dispatcher only, read
+     * after it ends). */
+    uint64_t *link_spilled;  /* per output: emitted, spilled not sent */
+    uint64_t *link_shed;     /* per output: dropped to when_full */
+    uint64_t dl_spilled;
+    atomic_uint_fast64_t in_direct;  /* received and spilled on arrival */
+    atomic_uint_fast64_t spilled_in; /* received, spilled unhandled */
+    /* Markers (checkpoint.h), dispatcher only: records not yet finished
+     * per generation of arrival, and the markers waiting for theirs. */
+    uint32_t gen_low;
+    uint32_t gen_held[SL_GEN_RING];
+    sl_mark_t *marks;
+    size_t n_marks, cap_marks;
 
     /* Live gauges. */
     atomic_uint held_now;

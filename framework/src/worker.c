@@ -372,6 +372,32 @@ static void *s_consumer_main(void *arg)
     }
 }
 
+/* Starts an epoch at the source's newest position, at most every
+ * SL_MARK_INTERVAL_MS (and at the end): its marker follows the records
+ * emitted so far down every link (checkpoint.h). */
+static void s_maybe_mark(sl_worker_t *w, int at_end)
+{
+    sl_runner_t *r = w->runner;
+    if (!r->run->ckpt || !w->ctx.pos_new)
+        return;
+    uint64_t now = sl_mono_ns();
+    if (!at_end && now < w->next_mark_ns)
+        return;
+    uint64_t epoch = sl__ckpt_begin(r->run->ckpt, r->index, w->index,
+                                    w->ctx.pos, w->ctx.pos_len);
+    if (!epoch)
+        return; /* too many in flight: a later pull tries again */
+    sl_done_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return;
+    d->mark_epoch = epoch;
+    d->mark_source = (uint32_t)r->index;
+    d->worker = (int)w->index;
+    w->ctx.pos_new = 0;
+    w->next_mark_ns = now + SL_MARK_INTERVAL_MS * 1000000ull;
+    sl__runner_post_done(r, d);
+}
+
 static void *s_source_main(void *arg)
 {
     sl_worker_t *w = arg;
@@ -418,6 +444,7 @@ static void *s_source_main(void *arg)
         pthread_mutex_unlock(&r->mu);
         if (emitted)
             s_post_output(w, 0, emitted, 0, 0);
+        s_maybe_mark(w, rc == SL_EOF);
         if (rc == SL_EOF || rc < 0) {
             if (rc < 0) {
                 sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
@@ -461,6 +488,11 @@ int sl__worker_init_one(sl_runner_t *r, unsigned i, char *err, size_t errlen)
     }
     w->ctx_ready = 1;
     w->ctx.prio_rule = s->priority;
+    if (r->desc->kind == SL_STAGE_SOURCE && r->run->ckpt) {
+        w->ctx.positions_on = 1;
+        w->ctx.resume = sl__ckpt_resume(r->run->ckpt, r->index, i,
+                                        &w->ctx.resume_len);
+    }
     w->ctx.no_emit = r->desc->kind == SL_STAGE_SINK;
     w->ctx.on_full = s_on_full;
     w->ctx.on_full_arg = w;

@@ -1,0 +1,30 @@
+/* What `sluice run` shares with the commands that run a topology of their
+ * own making (`sluice dlq replay`): the options, the run, its summary, the
+ * ledger check, the report and the exit code. */
+#ifndef SL_CMD_RUN_H
+#define SL_CMD_RUN_H
+
+#include "run.h"
+
+typedef struct sl_cli_run {
+    const char *cmd;    /* "sluice run", put before messages */
+    const char *report; /* --report path, or NULL */
+    int quiet;          /* --quiet: no summary */
+    /* Called once the run has ended and its summary is printed, before
+     * it is destroyed (what a replay replayed, say). May be NULL. */
+    void (*after)(sl_run_t *run, int quiet, void *arg);
+    void *arg;
+} sl_cli_run_t;
+
+/* Handles --log-level and --log-format: 1 if arg a (with its value next)
+ * is one of them and was applied, 0 if it is not one of them, -EINVAL
+ * after a message naming cmd for a bad value. */
+int sl_cli_log_option(const char *cmd, const char *a, const char *next);
+
+/* Runs topo to its end, supervising SIGINT/SIGTERM (first drains, second
+ * aborts), prints the summary (unless quiet), checks the ledger and writes
+ * the report. Returns the exit code: SL_EXIT_OK, SL_EXIT_FAILED or
+ * SL_EXIT_LEDGER. topo stays the caller's. */
+int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o);
+
+#endif
