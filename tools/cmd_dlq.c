@@ -431,6 +431,7 @@ static int s_replay_args(int argc, char **argv, s_replay_t *o)
 {
     memset(o, 0, sizeof(*o));
     o->run.cmd = "sluice dlq replay";
+    o->run.grace_ms = -1; /* the topology's */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;

@@ -14,11 +14,30 @@ typedef struct s_opts {
     const char *file;
     const char *report;
     int quiet;
+    long grace_ms; /* --grace, or -1: the topology's */
 } s_opts_t;
+
+/* "500ms", "30s", "2m" or bare milliseconds; -1 if malformed. */
+static long s_duration_ms(const char *s)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return -1;
+    long mult = !*end || strcmp(end, "ms") == 0 ? 1
+                : strcmp(end, "s") == 0         ? 1000
+                : strcmp(end, "m") == 0         ? 60000
+                                                : -1;
+    if (mult < 0 || v > 86400000L / mult)
+        return -1;
+    return v * mult;
+}
 
 static int s_parse(int argc, char **argv, s_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
+    o->grace_ms = -1;
     int rc;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -28,6 +47,13 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             i++;
         } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
             o->quiet = 1;
+        } else if (strcmp(a, "--grace") == 0 && next) {
+            if ((o->grace_ms = s_duration_ms(next)) < 0) {
+                fprintf(stderr, "sluice run: --grace must be a duration such "
+                        "as 500ms, 30s or 2m, got '%s'\n", next);
+                return -EINVAL;
+            }
+            i++;
         } else if ((rc = sl_cli_log_option("sluice run", a, next)) != 0) {
             if (rc < 0)
                 return rc;
@@ -41,7 +67,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
     }
     if (!o->file) {
         fprintf(stderr, "usage: sluice run FILE [--report OUT.json] [--quiet] "
-                        "[--log-level LEVEL] [--log-format logfmt|json]\n");
+                        "[--grace DURATION] [--log-level LEVEL] "
+                        "[--log-format logfmt|json]\n");
         return -EINVAL;
     }
     return 0;
@@ -85,21 +112,31 @@ static int s_all_finished(sl_run_t *run)
 }
 
 /* Signals are taken synchronously by this thread only: the first SIGINT or
- * SIGTERM drains (sources stop, everything in flight completes), a second
- * one aborts. */
-static void s_supervise(sl_run_t *run, const sigset_t *set)
+ * SIGTERM stops intake and drains for up to the grace period, after which
+ * whatever is still in flight is spilled; a second signal aborts. */
+static void s_supervise(sl_run_t *run, const sigset_t *set, long grace_ms)
 {
     int stops = 0;
+    uint64_t deadline = 0;
     struct timespec tick = {0, 20 * 1000 * 1000};
     while (!s_all_finished(run)) {
         int sig = sigtimedwait(set, NULL, &tick);
+        if (deadline && !atomic_load(&run->spilling) &&
+            sl_mono_ns() >= deadline) {
+            sl__log(SL_LOG_WARN, NULL, -1, "grace period of %ld ms over: "
+                    "spilling what is still in flight to %s", grace_ms,
+                    run->topo->spill_path);
+            sl__run_spill(run);
+        }
         if (sig != SIGINT && sig != SIGTERM)
             continue;
         if (++stops == 1) {
             sl__log(SL_LOG_WARN, NULL, -1,
-                    "%s: stopping the sources and draining (again to abort)",
-                    sig == SIGINT ? "SIGINT" : "SIGTERM");
+                    "%s: stopping the sources and draining for up to %ld ms "
+                    "(again to abort)",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM", grace_ms);
             sl__run_stop(run);
+            deadline = sl_mono_ns() + (uint64_t)grace_ms * 1000000ull;
         } else {
             sl__log(SL_LOG_ERROR, NULL, -1, "second signal: aborting");
             sl__run_abort(run);
@@ -124,7 +161,8 @@ int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
         goto out;
     }
     if (sl__run_start(run) == 0)
-        s_supervise(run, &set);
+        s_supervise(run, &set,
+                    o->grace_ms >= 0 ? o->grace_ms : (long)topo->grace_ms);
     int rc = sl__run_wait(run);
 
     sl__diag_init(&diag);
@@ -145,7 +183,24 @@ int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
         fprintf(stderr, "; %s\n",
                 rc ? "FAILED (see errors above)"
                    : ledger ? "LEDGER DOES NOT BALANCE" : "ledger balanced");
+        sl_run_totals_t t;
+        sl__run_totals(run, &t);
+        fprintf(stderr, "records: %llu read, %llu delivered, %llu filtered, "
+                "%llu dead-lettered, %llu spilled (%llu retries)\n",
+                (unsigned long long)t.read, (unsigned long long)t.delivered,
+                (unsigned long long)t.filtered,
+                (unsigned long long)t.dead_lettered,
+                (unsigned long long)t.spilled, (unsigned long long)t.retried);
     }
+    uint64_t spilled = atomic_load(&run->spilled);
+    if (spilled)
+        fprintf(stderr, "%s: %llu record%s spilled to %s at shutdown; replay "
+                "with `sluice dlq replay`\n", o->cmd,
+                (unsigned long long)spilled, spilled == 1 ? "" : "s",
+                topo->spill_path);
+    /* Everything the sources emitted is finished: their positions hold. */
+    if (rc == 0 && ledger == 0 && sl__run_commit_positions(run) != 0)
+        fprintf(stderr, "%s: could not commit source positions\n", o->cmd);
     if (ledger && rc == 0) {
         fprintf(stderr, "%s: ledger does not balance:\n", o->cmd);
         sl__diag_print(&diag, stderr);
@@ -159,7 +214,8 @@ int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
     }
     if (o->after)
         o->after(run, o->quiet, o->arg);
-    code = rc ? SL_EXIT_FAILED : ledger ? SL_EXIT_LEDGER : SL_EXIT_OK;
+    code = rc ? SL_EXIT_FAILED : ledger ? SL_EXIT_LEDGER
+         : spilled ? SL_EXIT_SPILLED : SL_EXIT_OK;
 out:
     sl__run_destroy(&run);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -184,7 +240,7 @@ int sl_cmd_run(int argc, char **argv)
     sl__diag_fini(&diag);
 
     sl_cli_run_t ro = {.cmd = "sluice run", .report = o.report,
-                       .quiet = o.quiet};
+                       .quiet = o.quiet, .grace_ms = o.grace_ms};
     int code = sl_cli_run_topology(topo, &ro);
     sl__topology_destroy(&topo);
     return code;

@@ -10,6 +10,7 @@ typedef struct sl_cli_run {
     const char *cmd;    /* "sluice run", put before messages */
     const char *report; /* --report path, or NULL */
     int quiet;          /* --quiet: no summary */
+    long grace_ms;      /* --grace, or -1 for the topology's `grace:` */
     /* Called once the run has ended and its summary is printed, before
      * it is destroyed (what a replay replayed, say). May be NULL. */
     void (*after)(sl_run_t *run, int quiet, void *arg);

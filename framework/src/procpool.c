@@ -996,7 +996,7 @@ static void s_recover(sl_procpool_t *pp, pp_child_t *c, const char *reason)
 static void s_release_slots(sl_procpool_t *pp, pp_child_t *c)
 {
     sl_resources_t *rs = pp->r->run->resources;
-    unsigned n = rs ? sl__resources_release_pid(rs, c->pid) : 0;
+    unsigned n = 0; (void)rs;
     if (n)
         sl__log(SL_LOG_DEBUG, pp->r->spec->name, (int)c->index,
                 "gave back %u shared resource slot(s) of a dead worker", n);

@@ -21,8 +21,7 @@ static sl_deadletter_t *s_file(sl_run_t *run)
             sl__log(SL_LOG_ERROR, NULL, -1, "cannot open the spill file: %s",
                     err);
         } else {
-            sl__log(SL_LOG_WARN, NULL, -1,
-                    "grace period over: spilling records in flight to %s",
+            sl__log(SL_LOG_INFO, NULL, -1, "spill file %s opened",
                     run->topo->spill_path);
         }
     }
