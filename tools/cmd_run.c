@@ -186,11 +186,12 @@ int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
         sl_run_totals_t t;
         sl__run_totals(run, &t);
         fprintf(stderr, "records: %llu read, %llu delivered, %llu filtered, "
-                "%llu dead-lettered, %llu spilled (%llu retries)\n",
+                "%llu dead-lettered, %llu spilled, %llu shed (%llu retries)\n",
                 (unsigned long long)t.read, (unsigned long long)t.delivered,
                 (unsigned long long)t.filtered,
                 (unsigned long long)t.dead_lettered,
-                (unsigned long long)t.spilled, (unsigned long long)t.retried);
+                (unsigned long long)t.spilled, (unsigned long long)t.shed,
+                (unsigned long long)t.retried);
     }
     uint64_t spilled = atomic_load(&run->spilled);
     if (spilled)

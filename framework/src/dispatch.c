@@ -1,6 +1,7 @@
 #include "batch_prio.h"
 #include "endian.h"
 #include "log.h"
+#include "failure.h"
 #include "run.h"
 #include "spill.h"
 
@@ -509,6 +510,35 @@ static int s_send_batch(sl_runner_t *r, size_t o, zmq_msg_t *m)
     return 0;
 }
 
+/* A full consumer's copy of a batch goes where its when_full says: the
+ * spill file, or its dead-letter file; either way it is finished here. */
+static void s_shed(sl_runner_t *r, size_t o, const sl_done_t *d)
+{
+    size_t c = r->spec->outputs[o];
+    const sl_topo_stage_t *cs = &r->run->topo->stages[c];
+    char why[200];
+    snprintf(why, sizeof(why), "stage '%s' was full (when_full: %s)",
+             cs->name, cs->when_full == SL_WHEN_FULL_SPILL ? "spill"
+                                                           : "dead_letter");
+    sl_deadletter_t *dl = cs->when_full == SL_WHEN_FULL_DEAD_LETTER
+                              ? r->run->runners[c].dl : NULL;
+    sl_batch_iter_t it;
+    sl_envelope_t env;
+    const char *payload;
+    size_t len;
+    uint64_t now = sl_now_ns();
+    if (sl__batch_iter_init(&it, d->buf, d->len, NULL) != 0)
+        return;
+    while (sl__batch_next(&it, &env, &payload, &len) == 1) {
+        if (dl)
+            sl__record_give_up_at(cs->name, -1, &r->shed_logged, dl, &env,
+                                  payload, len, why, env.attempts, now, now);
+        else
+            sl__spill_record_why(r->run, cs->name, &env, payload, len, 0, why);
+    }
+    r->link_shed[o] += d->count;
+}
+
 /* Sends the head of the pending list if credit allows. 1 sent, 0 blocked,
  * negative on error. Ownership of the buffer passes to ZeroMQ. */
 static int s_send_head(sl_runner_t *r, sl_done_t *d)
@@ -530,25 +560,48 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
         }
         return 0;
     }
-    for (size_t o = 0; o < n_out; o++)
-        if (!sl__credit_tx_can_send(&r->tx[o], d->count))
+    /* A consumer without room holds everything back, unless it said
+     * when_full: spill or dead_letter; then its copy is shed and the
+     * others go on. */
+    size_t n_ready = 0;
+    for (size_t o = 0; o < n_out; o++) {
+        if (sl__credit_tx_can_send(&r->tx[o], d->count))
+            n_ready++;
+        else if (r->run->topo->stages[r->spec->outputs[o]].when_full ==
+                 SL_WHEN_FULL_BLOCK)
             return 0;
-    if (n_out == 1) {
+    }
+    if (n_ready < n_out) {
+        for (size_t o = 0; o < n_out; o++)
+            if (!sl__credit_tx_can_send(&r->tx[o], d->count))
+                s_shed(r, o, d);
+        if (!n_ready) {
+            free(d->buf);
+            d->buf = NULL;
+            return 1;
+        }
+    }
+    if (n_ready == 1) {
+        size_t o = 0;
+        while (!sl__credit_tx_can_send(&r->tx[o], d->count))
+            o++;
         zmq_msg_t m;
         if (zmq_msg_init_data(&m, d->buf, d->len, s_free_plain, NULL))
             return -ENOMEM;
         d->buf = NULL;
-        r->tx[0].credit -= d->count;
-        r->link_sent[0] += d->count;
-        return s_send_batch(r, 0, &m) == 0 ? 1 : -EIO;
+        r->tx[o].credit -= d->count;
+        r->link_sent[o] += d->count;
+        return s_send_batch(r, o, &m) == 0 ? 1 : -EIO;
     }
     s_shared_t *sh = malloc(sizeof(*sh));
     if (!sh)
         return -ENOMEM;
-    atomic_init(&sh->refs, (int)n_out);
+    atomic_init(&sh->refs, (int)n_ready);
     sh->buf = d->buf;
     d->buf = NULL;
     for (size_t o = 0; o < n_out; o++) {
+        if (!sl__credit_tx_can_send(&r->tx[o], d->count))
+            continue; /* shed above */
         zmq_msg_t m;
         zmq_msg_init_data(&m, sh->buf, d->len, s_free_shared, sh);
         r->tx[o].credit -= d->count;

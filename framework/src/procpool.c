@@ -649,9 +649,11 @@ static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
             continue;
         sl_done_t *d = i < m->n_out ? s_done_from(&f[i], counts[i])
                                     : calloc(1, sizeof(*d));
-        if (d && i >= m->n_out && s_take_dead_letters(d, &f[i], counts[i]))
-            sl__done_free(d), d = NULL;
-        if (!d) {
+        int rc = d ? 0 : -ENOMEM;
+        if (rc == 0 && i >= m->n_out)
+            rc = s_take_dead_letters(d, &f[i], counts[i]);
+        if (rc) {
+            sl__done_free(d);
             s_fail_stage(pp, "out of memory taking a worker's output");
             return;
         }
@@ -659,12 +661,13 @@ static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
     }
     size_t last = m->n_out - 1, last_dl = m->n_out + m->n_dl - 1;
     sl_done_t *d = s_done_from(&f[last], counts[last]);
-    if (d && m->n_dl && s_take_dead_letters(d, &f[last_dl], counts[last_dl]))
-        sl__done_free(d), d = NULL;
-    if (d && m->retried &&
-        s_take_retries(d, &f[nb - 2], &f[nb - 1], (uint32_t)m->retried))
-        sl__done_free(d), d = NULL;
-    if (!d) {
+    int rc = d ? 0 : -ENOMEM;
+    if (rc == 0 && m->n_dl)
+        rc = s_take_dead_letters(d, &f[last_dl], counts[last_dl]);
+    if (rc == 0 && m->retried)
+        rc = s_take_retries(d, &f[nb - 2], &f[nb - 1], (uint32_t)m->retried);
+    if (rc) {
+        sl__done_free(d);
         s_fail_stage(pp, "out of memory taking a worker's output");
         return;
     }
@@ -868,10 +871,11 @@ fail:
 
 /* The record at `index` of w was in hand when its worker died: one more
  * attempt (it stays in its item: the respawn backoff spaces the tries),
- * or a dead letter. Its credit comes back through a post, so that a dead
- * letter for a dead-letter stage holds it until sent. */
+ * or a dead letter. A given-up record ends as an item of its own (*ended
+ * is set): its credit and generation come back through that post, so
+ * that a dead letter for a dead-letter stage holds them until sent. */
 static sl_work_t *s_blame(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w,
-                          uint32_t index, const char *reason)
+                          uint32_t index, const char *reason, int *ended)
 {
     sl_runner_t *r = pp->r;
     sl_batch_iter_t it;
@@ -919,13 +923,17 @@ static sl_work_t *s_blame(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w,
     if (!w->retry) /* a retry's records were counted in when they came */
         atomic_fetch_add_explicit(&wk->stats.in, 1, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.errors, 1, RELAXED);
-    if (d) {
-        d->link = w->link;
-        d->release = 1;
-        sl__runner_post_done(r, d);
-    } else {
-        sl__credit_rx_completed(&r->rx, w->link, 1);
+    if (!d) {
+        s_fail_stage(pp, "out of memory giving up a record");
+        return NULL;
     }
+    d->link = w->link;
+    d->release = 1;
+    d->ends_item = 1;
+    d->gen = w->gen;
+    d->retry_worker = -1;
+    *ended = 1;
+    sl__runner_post_done(r, d);
     return NULL;
 }
 
@@ -955,7 +963,8 @@ static void s_recover(sl_procpool_t *pp, pp_child_t *c, const char *reason)
         sl_work_t *w = it->work;
         if (it->seq == blamed_seq && blamed_index < w->count) {
             sl_work_t *before = blamed_index ? s_slice(w, 0, blamed_index, 0) : NULL;
-            sl_work_t *one = s_blame(pp, c, w, blamed_index, reason);
+            int ended = 0;
+            sl_work_t *one = s_blame(pp, c, w, blamed_index, reason, &ended);
             sl_work_t *after = blamed_index + 1 < w->count
                                    ? s_slice(w, blamed_index + 1, w->count, 0)
                                    : NULL;
@@ -963,7 +972,9 @@ static void s_recover(sl_procpool_t *pp, pp_child_t *c, const char *reason)
                 (blamed_index + 1 < w->count && !after)) {
                 s_fail_stage(pp, "out of memory re-queueing a dead worker's records");
             }
-            delta_items -= 1;
+            /* w is gone; what replaces it is in flight: its slices, and
+             * a given-up record until its post is taken */
+            delta_items += ended - 1;
             if (before)
                 again[n_again++] = before, delta_items++;
             if (one)
@@ -996,7 +1007,7 @@ static void s_recover(sl_procpool_t *pp, pp_child_t *c, const char *reason)
 static void s_release_slots(sl_procpool_t *pp, pp_child_t *c)
 {
     sl_resources_t *rs = pp->r->run->resources;
-    unsigned n = 0; (void)rs;
+    unsigned n = rs ? sl__resources_release_pid(rs, c->pid) : 0;
     if (n)
         sl__log(SL_LOG_DEBUG, pp->r->spec->name, (int)c->index,
                 "gave back %u shared resource slot(s) of a dead worker", n);

@@ -187,6 +187,7 @@ struct sl_runner {
     uint64_t *link_spilled;  /* per output: emitted, spilled not sent */
     uint64_t *link_shed;     /* per output: dropped to when_full */
     uint64_t dl_spilled;
+    uint64_t shed_logged;
     atomic_uint_fast64_t in_direct;  /* received and spilled on arrival */
     atomic_uint_fast64_t spilled_in; /* received, spilled unhandled */
     /* Markers (checkpoint.h), dispatcher only: records not yet finished

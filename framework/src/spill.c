@@ -34,15 +34,24 @@ int sl__spill_record(sl_run_t *run, const char *stage,
                      const sl_envelope_t *env, const void *payload,
                      size_t len, uint64_t first_ns)
 {
-    sl_deadletter_t *dl = s_file(run);
-    int rc = dl ? sl__deadletter_write(dl, stage, env, payload, len,
-                                       SPILL_REASON, env->attempts,
-                                       first_ns, first_ns ? sl_now_ns() : 0)
-                : -EIO;
-    if (rc == 0) {
+    int rc = sl__spill_record_why(run, stage, env, payload, len, first_ns,
+                                  SPILL_REASON);
+    if (rc == 0)
         atomic_fetch_add(&run->spilled, 1);
+    return rc;
+}
+
+int sl__spill_record_why(sl_run_t *run, const char *stage,
+                         const sl_envelope_t *env, const void *payload,
+                         size_t len, uint64_t first_ns, const char *why)
+{
+    sl_deadletter_t *dl = s_file(run);
+    int rc = dl ? sl__deadletter_write(dl, stage, env, payload, len, why,
+                                       env->attempts, first_ns,
+                                       first_ns ? sl_now_ns() : 0)
+                : -EIO;
+    if (rc == 0)
         return 0;
-    }
     /* Counted so that the ledger shows the loss instead of hiding it. */
     if (atomic_fetch_add(&run->spill_lost, 1) < 20)
         sl__log(SL_LOG_ERROR, stage, -1, "record %llu lost: cannot spill: %s",

@@ -27,6 +27,11 @@ uint64_t sl__spill_batch(sl_run_t *run, const char *stage, const void *batch,
 int sl__spill_record(sl_run_t *run, const char *stage,
                      const sl_envelope_t *env, const void *payload,
                      size_t len, uint64_t first_ns);
+/* Same with another reason (when_full: spill sheds to the same file), not
+ * counted as spilled at shutdown (the caller counts it). */
+int sl__spill_record_why(sl_run_t *run, const char *stage,
+                         const sl_envelope_t *env, const void *payload,
+                         size_t len, uint64_t first_ns, const char *why);
 /* Closes the spill file, if it was opened (after the run). */
 void sl__spill_close(sl_run_t *run);
 

@@ -444,10 +444,9 @@ void sl__topo_link_dl(sl_topo_parse_t *p)
         if (in->kind == SL_STAGE_SOURCE)
             sl__topo_err(p, in->when_full_node, "%s is a source: it has no "
                          "inputs, so 'when_full' does not apply", in->label);
-        else if (s->when_full == SL_WHEN_FULL_DEAD_LETTER && !s->dl_path &&
-                 s->dl_stage < 0)
+        else if (s->when_full == SL_WHEN_FULL_DEAD_LETTER && !s->dl_path)
             sl__topo_err(p, in->when_full_node, "%s: 'when_full: "
-                         "dead_letter' needs a 'dead_letter' target on this "
-                         "stage", in->label);
+                         "dead_letter' needs a dead-letter file on this stage "
+                         "('dead_letter: PATH')", in->label);
     }
 }
