@@ -7,6 +7,30 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Where every record maps to one record downstream (no stage emitted
+ * more than one record per input, no fan-out, no dead-letter stage), the
+ * run as a whole must account for each record read exactly once. */
+static void s_check_run_totals(sl_run_t *run, sl_diag_t *diag)
+{
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        sl_stage_stats_t st;
+        sl__run_stats(run, i, &st);
+        if (r->n_out > 1 || r->spec->dl_stage >= 0 ||
+            (r->desc->kind == SL_STAGE_TRANSFORM && st.out != st.ok))
+            return;
+    }
+    sl_run_totals_t t;
+    sl__run_totals(run, &t);
+    if (t.read != t.delivered + t.filtered + t.dead_lettered + t.spilled +
+                      t.shed)
+        sl__diag_add(diag, "run: read %" PRIu64 " != delivered %" PRIu64
+                     " + filtered %" PRIu64 " + dead-lettered %" PRIu64
+                     " + spilled %" PRIu64 " + shed %" PRIu64,
+                     t.read, t.delivered, t.filtered, t.dead_lettered,
+                     t.spilled, t.shed);
+}
+
 int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag)
 {
     size_t before = diag->count;
@@ -89,6 +113,7 @@ int sl__run_check_ledger(sl_run_t *run, sl_diag_t *diag)
                          " but handled %" PRIu64,
                          name, received, st.in);
     }
+    s_check_run_totals(run, diag);
     uint64_t lost = atomic_load(&run->spill_lost);
     if (lost)
         sl__diag_add(diag, "%" PRIu64 " record%s could not be written to the "
