@@ -376,7 +376,24 @@ typedef struct killer {
     unsigned misses;
     unsigned rounds;
     double first_kill, last_kill;
+    /* When each pid was first seen: a worker is killed only once it has
+     * had time to start, since one that dies again and again before it is
+     * set up makes the stage give up (by design: a broken plugin init),
+     * and a loaded machine (ASan, ctest -j) starts workers slowly. */
+    struct { pid_t pid; double seen; } ages[64];
+    unsigned n_ages;
 } killer_t;
+
+static double killer_age(killer_t *k, pid_t pid, double now)
+{
+    for (unsigned i = 0; i < k->n_ages; i++)
+        if (k->ages[i].pid == pid)
+            return now - k->ages[i].seen;
+    unsigned slot = k->n_ages < 64 ? k->n_ages++ : k->rounds % 64;
+    k->ages[slot].pid = pid;
+    k->ages[slot].seen = now;
+    return 0.0;
+}
 
 static void *killer_main(void *arg)
 {
@@ -394,6 +411,12 @@ static void *killer_main(void *arg)
         int n = find_workers(self, NULL, w, 16);
         if (n > 16)
             n = 16;
+        /* keep only the workers old enough to be up */
+        int up = 0;
+        for (int i = 0; i < n; i++)
+            if (killer_age(k, w[i].pid, now_s()) >= 0.1 * SLOW)
+                w[up++] = w[i];
+        n = up;
         if (n > 0) {
             pid_t victim = w[rand_r(&k->seed) % (unsigned)n].pid;
             if (kill(victim, SIGKILL) == 0) {
