@@ -489,7 +489,7 @@ static void s_marks_ready(sl_runner_t *r)
             break;
         if (r->n_out || r->dl_sock)
             s_send_mark(r, mk->source, mk->worker, mk->epoch);
-        else
+        else if (!atomic_load(&r->run->no_commit)) /* a sink lost writes */
             sl__ckpt_ack(r->run->ckpt, mk->source, mk->worker, mk->epoch);
     }
     if (k) {

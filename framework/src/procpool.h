@@ -76,7 +76,8 @@ size_t sl__procpool_spill(sl_procpool_t *pp, void (*fn)(void *item, void *arg),
  * item with `last` set; a child that dies instead counts as flushed. */
 void sl__procpool_flush(sl_procpool_t *pp);
 
-/* The child side: `sluice __worker ENDPOINT WORKER GENERATION HB_FD PPID`.
+/* The child side: `sluice __worker ENDPOINT WORKER GENERATION HB_FD RES_FD
+ * PPID` (RES_FD: the shared resource table, or -1).
  * Returns the process exit code. */
 int sl__procworker_main(int argc, char **argv);
 
