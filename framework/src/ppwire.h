@@ -7,7 +7,7 @@
  *                    READY   'r'
  *                    FAIL    'f'  + frame: the reason
  *                    DONE    'k' u32 flags, u64 seq, counters, u32 n_out,
- *                            u32 n_dl
+ *                            u32 n_dl, u32 handled
  *                            + frames: n_out output batches (each within
  *                              the consumers' credit share; the last may be
  *                              empty), n_dl dead-letter batches (each at
@@ -40,11 +40,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#define PPW_VERSION 2
+#define PPW_VERSION 3
 #define PPW_IDENT_SIZE 9
 #define PPW_SETUP_SIZE 32
 #define PPW_ITEM_SIZE 16
-#define PPW_COUNTS_SIZE 72
+#define PPW_COUNTS_SIZE 76
 #define PPW_FLUSH_SIZE 4
 #define PPW_QUIT_SIZE 4
 #define PPW_SMALL_SIZE 4
@@ -67,6 +67,8 @@ typedef enum ppw_type {
 #define PPW_ITEM_RETRY 1u   /* records from the retry queue: times follow */
 /* DONE flags */
 #define PPW_DONE_SYNC_FAILED 1u /* sync() failed after this item */
+#define PPW_DONE_CUT 2u         /* stopped at shutdown after `handled`
+                                   records; the parent spills the rest */
 
 typedef struct ppw_msg {
     ppw_type_t type;
@@ -76,6 +78,7 @@ typedef struct ppw_msg {
     uint64_t ok, filtered, errors, emitted, busy_ns;
     uint64_t retried;     /* records sent back for another attempt */
     uint32_t n_out, n_dl; /* output and dead-letter frames that follow */
+    uint32_t handled;     /* with PPW_DONE_CUT: records handled */
 } ppw_msg_t;
 
 static inline void ppw_ident(unsigned char out[PPW_IDENT_SIZE], uint32_t worker,
@@ -158,6 +161,7 @@ static inline void ppw_counts(unsigned char out[PPW_COUNTS_SIZE], ppw_type_t typ
     sl__put_u64(out + 56, m->retried);
     sl__put_u32(out + 64, m->n_out);
     sl__put_u32(out + 68, m->n_dl);
+    sl__put_u32(out + 72, m->handled);
 }
 
 static inline int ppw_parse(const void *buf, size_t len, ppw_msg_t *m)
@@ -205,6 +209,7 @@ static inline int ppw_parse(const void *buf, size_t len, ppw_msg_t *m)
         m->retried = sl__get_u64(p + 56);
         m->n_out = sl__get_u32(p + 64);
         m->n_dl = sl__get_u32(p + 68);
+        m->handled = sl__get_u32(p + 72);
         return 0;
     default:
         return -EBADMSG;

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "ppwire.h"
 #include "run.h"
+#include "spill.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -595,6 +596,31 @@ static int s_take_dead_letters(sl_done_t *d, zmq_msg_t *batch, uint32_t n)
 
 /* The records of an item that failed with attempts left, for the
  * dispatcher's retry queue; they keep the item's credit. */
+/* Past the grace period a child stopped after `handled` records of w: the
+ * rest, never started, goes to the spill file. */
+static void s_spill_rest(sl_procpool_t *pp, sl_work_t *w,
+                         uint32_t handled)
+{
+    sl_runner_t *r = pp->r;
+    sl_batch_iter_t it;
+    sl_envelope_t env;
+    const char *p;
+    size_t len;
+    uint32_t k = 0, n = 0;
+    if (sl__batch_iter_init(&it, zmq_msg_data(&w->msg), zmq_msg_size(&w->msg),
+                            NULL) != 0)
+        return;
+    while (sl__batch_next(&it, &env, &p, &len) == 1) {
+        if (k >= handled) {
+            sl__spill_record(r->run, r->spec->name, &env, p, len,
+                             w->first_ns ? w->first_ns[k] : 0);
+            n++;
+        }
+        k++;
+    }
+    atomic_fetch_add(&r->spilled_in, n);
+}
+
 static int s_take_retries(sl_done_t *d, zmq_msg_t *batch, zmq_msg_t *firsts,
                           uint32_t n)
 {
@@ -671,6 +697,8 @@ static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
         s_fail_stage(pp, "out of memory taking a worker's output");
         return;
     }
+    if (w && (m->flags & PPW_DONE_CUT))
+        s_spill_rest(pp, w, m->handled);
     if (w) {
         d->link = w->link;
         d->release = w->count - (uint32_t)m->retried;
@@ -1313,6 +1341,10 @@ void sl__procpool_destroy(sl_procpool_t **ppp)
 size_t sl__procpool_spill(sl_procpool_t *pp, void (*fn)(void *item, void *arg),
                           void *arg)
 {
+    /* children stop between records and return the rest (s_spill_rest) */
+    for (unsigned i = 0; i < pp->n; i++)
+        if (pp->children[i].hb)
+            atomic_store(&pp->children[i].hb->cut, 1);
     size_t n = sl_prioq_drain(&pp->pq, fn, arg);
     for (unsigned i = 0; i < pp->n; i++)
         n += sl_prioq_drain(&pp->children[i].pq, fn, arg);

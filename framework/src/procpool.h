@@ -38,6 +38,8 @@ typedef struct sl_heartbeat {
     _Atomic uint32_t index;    /* record within that item */
     _Atomic uint64_t since_ns; /* monotonic start of that record */
     _Atomic uint64_t done;     /* seq of the last item fully handled */
+    _Atomic uint32_t cut;      /* set by the parent past the grace period:
+                                  stop between records, return the rest */
 } sl_heartbeat_t;
 
 /* Created and used by the stage's dispatcher thread only. */

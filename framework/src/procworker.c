@@ -422,6 +422,11 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch,
     atomic_store_explicit(&c->hb->since_ns, 0, memory_order_relaxed);
     atomic_store(&c->hb->item, seq);
     while (sl__batch_next(&it, &env, &p, &len) == 1 && index < count) {
+        /* past the grace period the parent spills what is not started */
+        if (atomic_load_explicit(&c->hb->cut, memory_order_relaxed)) {
+            m.flags |= PPW_DONE_CUT;
+            break;
+        }
         atomic_store_explicit(&c->hb->index, index, memory_order_relaxed);
         if (c->timeouts && c->stage->n_uses)
             atomic_store_explicit(&c->hb->since_ns, 0, memory_order_relaxed);
@@ -446,6 +451,7 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch,
         m.emitted += emitted;
         index++;
     }
+    m.handled = index;
     /* Make what the item did durable before it counts as finished. */
     if (c->sync_on) {
         int src = c->desc->sync(c->state, &c->ctx);

@@ -3,6 +3,7 @@
 #include "failure.h"
 #include "log.h"
 #include "run.h"
+#include "spill.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -238,8 +239,17 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
     uint64_t lat_ts[LAT_BATCH];
     uint32_t n_lat = 0;
     w->item_gen = item->gen;
+    uint64_t cut = 0;
     if (sl__batch_iter_init(&it, data, len, NULL) == 0) {
         while (sl__batch_next(&it, &env, &payload, &plen) == 1) {
+            /* Past the grace period what is not started is spilled. */
+            if (atomic_load_explicit(&r->run->spilling, RELAXED)) {
+                sl__spill_record(r->run, r->spec->name, &env, payload, plen,
+                                 item->first_ns ? item->first_ns[handled] : 0);
+                handled++;
+                cut++;
+                continue;
+            }
             sl__ctx_begin_record(&w->ctx, &rec, &env, payload, plen);
             int rc = s_call_process(w, &rec);
             uint32_t emitted = w->ctx.emitted;
@@ -276,6 +286,8 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
     }
     if (!item->retry)
         atomic_fetch_add_explicit(&w->stats.in, item->count, RELAXED);
+    if (cut)
+        atomic_fetch_add(&r->spilled_in, cut);
     /* Make what the item did durable before it counts as finished. */
     if (d->sync && r->run->positions_on) {
         int src = d->sync(w->state, &w->ctx);
