@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -207,6 +208,8 @@ static pid_t s_spawn(const char *log, const char *const *args)
     pid_t pid = fork();
     cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
     if (pid == 0) {
+        /* a failed test must not leave a run going */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd < 0 || chdir(sl_test_dir()) != 0)
             _exit(126);
