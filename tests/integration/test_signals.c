@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -30,17 +31,38 @@ static pid_t s_spawn(const char *topo, const char *report, const char *log)
     return pid;
 }
 
-/* Bounded wait until `pid` has `sig` in its blocked mask (/proc status). */
-static int s_wait_blocked(pid_t pid, int sig, int timeout_ms)
+/* Whether any thread of pid blocks sig. The main thread alone would not
+ * do: while it waits in sigtimedwait() its status shows the signal
+ * unblocked; the threads it started keep it blocked throughout. */
+static int s_blocked(pid_t pid, int sig)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    for (int waited = 0; waited < timeout_ms; waited += 5) {
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%.20s/status", (int)pid,
+                 de->d_name);
         char *status = sl_test_read_file(path, NULL);
         const char *line = status ? strstr(status, "SigBlk:") : NULL;
         unsigned long long mask = line ? strtoull(line + 7, NULL, 16) : 0;
         free(status);
-        if (mask & (1ull << (sig - 1)))
+        found = (mask & (1ull << (sig - 1))) != 0;
+    }
+    closedir(d);
+    return found;
+}
+
+/* Bounded wait until `pid` blocks `sig` (it takes it synchronously). */
+static int s_wait_blocked(pid_t pid, int sig, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 5) {
+        if (s_blocked(pid, sig))
             return 1;
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
