@@ -58,50 +58,6 @@ static void s_text(FILE *f, const char *s)
     }
 }
 
-static int s_b64(msgpack_sbuffer *b, const unsigned char *p, size_t n)
-{
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        char q[4] = {abc[v >> 18], abc[(v >> 12) & 63],
-                     i + 1 < n ? abc[(v >> 6) & 63] : '=',
-                     i + 2 < n ? abc[v & 63] : '='};
-        if (msgpack_sbuffer_write(b, q, 4) != 0)
-            return -ENOMEM;
-    }
-    return 0;
-}
-
-static int s_put(msgpack_sbuffer *b, const char *s)
-{
-    return msgpack_sbuffer_write(b, s, strlen(s)) == 0 ? 0 : -ENOMEM;
-}
-
-static int s_put_str(msgpack_sbuffer *b, const char *s)
-{
-    if (!s)
-        return s_put(b, "null");
-    msgpack_object o = {.type = MSGPACK_OBJECT_STR};
-    o.via.str.size = (uint32_t)strlen(s);
-    o.via.str.ptr = s;
-    return sl_json_encode(&o, b);
-}
-
-static int s_put_time(msgpack_sbuffer *b, uint64_t ns)
-{
-    char t[64], q[68];
-    if (!ns)
-        return s_put(b, "null");
-    s_time(t, sizeof(t), ns, 9);
-    snprintf(q, sizeof(q), "\"%s\"", t);
-    return s_put(b, q);
-}
-
 /* The record as compact JSON into b: 0, 1 if it is not one map (nothing
  * written), -ENOMEM. */
 static int s_put_record(msgpack_sbuffer *b, const sl_deadletter_entry_t *e)
@@ -119,43 +75,6 @@ static int s_put_record(msgpack_sbuffer *b, const sl_deadletter_entry_t *e)
         rc = sl_json_encode(&u.data, b);
     msgpack_unpacked_destroy(&u);
     return rc;
-}
-
-/* One entry as a JSON object with the keys of a JSONL dead-letter file. */
-static int s_entry_json(msgpack_sbuffer *b, const sl_deadletter_entry_t *e)
-{
-    char num[64];
-    int rc = s_put(b, "{\"stage\":");
-    rc = rc ? rc : s_put_str(b, e->stage);
-    snprintf(num, sizeof(num), ",\"id\":%llu,\"ts\":",
-             (unsigned long long)e->id);
-    rc = rc ? rc : s_put(b, num);
-    rc = rc ? rc : s_put_time(b, e->ts_ns);
-    snprintf(num, sizeof(num), ",\"attempts\":%u,\"priority\":%u",
-             e->attempts, e->priority);
-    rc = rc ? rc : s_put(b, num);
-    rc = rc ? rc : s_put(b, ",\"first_failure\":");
-    rc = rc ? rc : s_put_time(b, e->first_failure_ns);
-    rc = rc ? rc : s_put(b, ",\"last_failure\":");
-    rc = rc ? rc : s_put_time(b, e->last_failure_ns);
-    rc = rc ? rc : s_put(b, ",\"error\":");
-    rc = rc ? rc : s_put_str(b, e->error);
-    if (rc)
-        return rc;
-    if (!e->record)
-        return s_put(b, ",\"record\":null}");
-    size_t mark = b->size;
-    rc = s_put(b, ",\"record\":");
-    int r = rc ? rc : s_put_record(b, e);
-    if (r < 0)
-        return r;
-    if (r == 1) {
-        b->size = mark;
-        rc = s_put(b, ",\"record_msgpack_b64\":\"");
-        rc = rc ? rc : s_b64(b, e->record, e->record_len);
-        rc = rc ? rc : s_put(b, "\"");
-    }
-    return rc ? rc : s_put(b, "}");
 }
 
 static int s_entry_text(FILE *f, unsigned long n, const sl_deadletter_entry_t *e,
@@ -366,9 +285,10 @@ static int s_inspect(int argc, char **argv)
         n++;
         if (o.json) {
             b.size = 0;
-            if ((rc = s_entry_json(&b, e)) != 0)
+            /* the keys and forms of a JSONL dead-letter file's line */
+            if ((rc = sl__deadletter_entry_jsonl(&b, e)) != 0)
                 break;
-            fprintf(stdout, "%.*s\n", (int)b.size, b.data);
+            fwrite(b.data, 1, b.size, stdout);
             continue;
         }
         if (o.limit < 0 || (long long)n <= o.limit) {

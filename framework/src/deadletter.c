@@ -483,6 +483,22 @@ static int s_write_all(sl_deadletter_t *dl, const char *p, size_t n)
     return rc;
 }
 
+static s_in_t s_in(const char *stage, const sl_envelope_t *env,
+                   const void *payload, size_t len, const char *error,
+                   uint32_t attempts, uint64_t first_ns, uint64_t last_ns)
+{
+    return (s_in_t){.stage = stage,
+                    .id = env ? env->id : 0,
+                    .ts_ns = env ? env->ts_ns : 0,
+                    .priority = env ? env->priority : 0,
+                    .payload = payload,
+                    .len = payload ? len : 0,
+                    .error = error,
+                    .attempts = attempts,
+                    .first_ns = first_ns,
+                    .last_ns = last_ns};
+}
+
 int sl__deadletter_write(sl_deadletter_t *dl, const char *stage,
                          const sl_envelope_t *env, const void *payload,
                          size_t len, const char *error, uint32_t attempts,
@@ -490,16 +506,8 @@ int sl__deadletter_write(sl_deadletter_t *dl, const char *stage,
 {
     if (!dl || !stage)
         return -EINVAL;
-    s_in_t in = {.stage = stage,
-                 .id = env ? env->id : 0,
-                 .ts_ns = env ? env->ts_ns : 0,
-                 .priority = env ? env->priority : 0,
-                 .payload = payload,
-                 .len = payload ? len : 0,
-                 .error = error,
-                 .attempts = attempts,
-                 .first_ns = first_failure_ns,
-                 .last_ns = last_failure_ns};
+    s_in_t in = s_in(stage, env, payload, len, error, attempts,
+                     first_failure_ns, last_failure_ns);
     msgpack_sbuffer buf;
     msgpack_sbuffer_init(&buf);
     int rc = dl->format == SL_DL_MSGPACK ? s_build_msgpack(&buf, &in)
@@ -519,15 +527,17 @@ int sl__deadletter_encode(msgpack_sbuffer *out, const char *stage,
 {
     if (!stage)
         return -EINVAL;
-    s_in_t in = {.stage = stage,
-                 .id = env ? env->id : 0,
-                 .ts_ns = env ? env->ts_ns : 0,
-                 .priority = env ? env->priority : 0,
-                 .payload = payload,
-                 .len = payload ? len : 0,
-                 .error = error,
-                 .attempts = attempts,
-                 .first_ns = first_failure_ns,
-                 .last_ns = last_failure_ns};
+    s_in_t in = s_in(stage, env, payload, len, error, attempts,
+                     first_failure_ns, last_failure_ns);
     return s_build_msgpack(out, &in);
+}
+
+int sl__deadletter_entry_jsonl(msgpack_sbuffer *out,
+                               const sl_deadletter_entry_t *e)
+{
+    sl_envelope_t env = {.id = e->id, .ts_ns = e->ts_ns,
+                         .priority = e->priority};
+    s_in_t in = s_in(e->stage, &env, e->record, e->record_len, e->error,
+                     e->attempts, e->first_failure_ns, e->last_failure_ns);
+    return s_build_jsonl(out, &in);
 }

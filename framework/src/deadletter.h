@@ -71,6 +71,11 @@ typedef struct sl_deadletter_entry {
     size_t record_len;
 } sl_deadletter_entry_t;
 
+/* An entry as read back, as the line a JSONL dead-letter file holds for
+ * it (ending in a newline), appended to out. */
+int sl__deadletter_entry_jsonl(msgpack_sbuffer *out,
+                               const sl_deadletter_entry_t *e);
+
 /* A non-zero return stops the walk; sl__deadletter_read returns it. */
 typedef int (*sl_deadletter_visit_fn)(const sl_deadletter_entry_t *e,
                                       void *arg);
