@@ -801,6 +801,20 @@ static void s_spill_waiting(sl_runner_t *r)
     s_update_held(r, sl__credit_rx_held(&r->rx));
 }
 
+/* Backpressure: spells during which finished output waited for credit. */
+static void s_bp_begin(sl_runner_t *r)
+{
+    if (!atomic_load_explicit(&r->bp_since, RELAXED))
+        atomic_store_explicit(&r->bp_since, sl_mono_ns(), RELAXED);
+}
+
+static void s_bp_end(sl_runner_t *r)
+{
+    uint64_t since = atomic_exchange_explicit(&r->bp_since, 0, RELAXED);
+    if (since)
+        atomic_fetch_add_explicit(&r->bp_ns, sl_mono_ns() - since, RELAXED);
+}
+
 /* Moves finished work to the pending list and sends what credit allows,
  * in order (so per-worker order is kept end to end). */
 static void s_pump(sl_runner_t *r)
@@ -830,8 +844,10 @@ static void s_pump(sl_runner_t *r)
                 d->buf = NULL;
             } else {
                 int rc = s_send_head(r, d);
-                if (rc == 0)
+                if (rc == 0) {
+                    s_bp_begin(r);
                     return;
+                }
                 if (rc < 0) {
                     s_fail(r, "cannot send a batch downstream");
                     return;
@@ -842,8 +858,10 @@ static void s_pump(sl_runner_t *r)
         }
         if (d->dl_count) {
             int rc = s_send_dead_letters(r, d);
-            if (rc == 0)
+            if (rc == 0) {
+                s_bp_begin(r);
                 return;
+            }
             if (rc < 0)
                 return;
         }
@@ -862,6 +880,7 @@ static void s_pump(sl_runner_t *r)
             r->pend_tail = NULL;
         sl__done_free(d);
     }
+    s_bp_end(r);
 }
 
 /* Credit goes back in chunks of a quarter of the link's share, or all of it
@@ -900,6 +919,33 @@ static void s_send_eos(sl_runner_t *r)
         if (zmq_send(r->dl_sock, msg, sizeof(msg), 0) < 0)
             s_fail(r, "cannot send end-of-stream: %s", zmq_strerror(errno));
     }
+}
+
+/* Dispatcher lag: one turn of the loop (everything between two polls)
+ * should take microseconds; a long one delays every link of the stage.
+ * The longest turn of each second is published, and a turn over
+ * LAG_WARN_MS is logged. Also publishes each input link's credit. */
+#define LAG_WARN_MS 100
+
+static void s_observe_turn(sl_runner_t *r, uint64_t start)
+{
+    uint64_t now = sl_mono_ns(), took = now - start;
+    if (took > r->lag_window_max)
+        r->lag_window_max = took;
+    if (now - r->lag_window_at >= 1000000000ull) {
+        atomic_store_explicit(&r->lag_max, r->lag_window_max, RELAXED);
+        r->lag_window_max = 0;
+        r->lag_window_at = now;
+    }
+    if (took > LAG_WARN_MS * 1000000ull &&
+        (++r->lag_logged <= 10 || r->lag_logged % 1000 == 0))
+        sl__log(SL_LOG_WARN, r->spec->name, -1,
+                "dispatcher loop took %llu ms (over %d ms): the stage's "
+                "links waited", (unsigned long long)(took / 1000000),
+                LAG_WARN_MS);
+    for (size_t l = 0; l < r->rx.n_links && r->link_credit; l++)
+        atomic_store_explicit(&r->link_credit[l], r->rx.links[l].outstanding,
+                              RELAXED);
 }
 
 /* True once every input has ended and every record taken in is handled. */
@@ -1134,6 +1180,7 @@ void *sl__dispatcher_main(void *arg)
             s_fail(r, "poll failed: %s", zmq_strerror(errno));
             break;
         }
+        uint64_t turn_start = sl_mono_ns();
         if (items[n_fixed - 1].revents & ZMQ_POLLIN) {
             uint64_t v;
             ssize_t got = read(r->efd, &v, sizeof(v));
@@ -1157,6 +1204,7 @@ void *sl__dispatcher_main(void *arg)
         if (r->n_marks)
             s_marks_ready(r);
         s_return_credit(r);
+        s_observe_turn(r, turn_start);
 
         if (!flushing && r->desc->kind != SL_STAGE_SOURCE && s_inputs_done(r)) {
             flushing = 1;

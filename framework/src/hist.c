@@ -74,3 +74,19 @@ uint64_t sl__hist_quantile(const sl_hist_t *h, double q)
     }
     return h->max;
 }
+
+uint64_t sl__hist_count_le(const sl_hist_t *h, uint64_t v)
+{
+    uint64_t n = 0;
+    /* The bucket holding v ends at or above v: only the one before it and
+     * those below are wholly <= v, unless v is its upper edge. */
+    uint32_t last = sl__hist_index(v);
+    if (sl__hist_upper(last) > v) {
+        if (last == 0)
+            return 0;
+        last--;
+    }
+    for (uint32_t i = 0; i <= last; i++)
+        n += h->buckets[i];
+    return n;
+}

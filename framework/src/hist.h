@@ -28,6 +28,12 @@ void sl__hist_merge(sl_hist_t *into, const sl_hist_t *from);
 /* The value at quantile q in [0, 1] (upper edge of its bucket, capped at
  * the max seen); 0 when empty. */
 uint64_t sl__hist_quantile(const sl_hist_t *h, double q);
+/* Values recorded in the buckets that lie wholly at or below v (those
+ * whose upper edge is <= v): a cumulative count for a fixed bound such as
+ * a Prometheus `le`. A value in the bucket that straddles v is left out,
+ * so a value within 1/128 below v may be counted with the next bound.
+ * Non-decreasing in v. O(buckets). */
+uint64_t sl__hist_count_le(const sl_hist_t *h, uint64_t v);
 
 /* Bucket arithmetic, exposed for the tests. */
 uint32_t sl__hist_index(uint64_t value);

@@ -741,6 +741,12 @@ static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
     atomic_fetch_add_explicit(&wk->stats.errors, m->errors, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.retried, m->retried, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.busy_ns, m->busy_ns, RELAXED);
+    /* the child times items, not calls: their mean stands for the calls */
+    if (w->count) {
+        pthread_mutex_lock(&wk->hist_mu);
+        sl__hist_record(&wk->handler, m->busy_ns / w->count);
+        pthread_mutex_unlock(&wk->hist_mu);
+    }
     s_sink_latency(pp, c, w);
     sl__work_free(w);
     free(it);

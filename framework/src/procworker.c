@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -45,6 +46,7 @@ typedef struct s_frames {
 } s_frames_t;
 
 typedef struct s_child {
+    uint64_t slow_logged; /* slow handler calls so far (log rate limit) */
     void *zctx;
     void *sock;
     pid_t ppid;
@@ -392,7 +394,21 @@ static int s_call_process(s_child_t *c, sl_record_t *rec)
     /* the index (and start) must be visible before anything the record
      * does */
     atomic_thread_fence(memory_order_seq_cst);
+    uint32_t slow_ms = c->stage->slow_ms;
+    struct timespec t0, t1;
+    if (slow_ms)
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &t0);
     int rc = c->desc->process(c->state, &c->ctx, rec);
+    if (slow_ms) {
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &t1);
+        int64_t ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+                     (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        if (ms > (int64_t)slow_ms &&
+            (++c->slow_logged <= 10 || c->slow_logged % 1000 == 0))
+            sl__log(SL_LOG_WARN, c->stage->name, (int)c->ctx.worker,
+                    "slow handler: record %llu took %lld ms (slow_ms %u)",
+                    (unsigned long long)rec->env.id, (long long)ms, slow_ms);
+    }
     if (n_uses)
         sl__resources_release_set(c->rs, c->stage->uses, n_uses,
                                   c->res_slots);

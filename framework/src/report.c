@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Where every record maps to one record downstream (no stage emitted
@@ -250,6 +251,22 @@ int sl__run_write_report(sl_run_t *run, const char *path, int ledger_ok)
                     ",\"latency_ns\":{\"count\":%" PRIu64 ",\"p50\":%" PRIu64
                     ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64 "}",
                     st.lat_count, st.lat_p50, st.lat_p90, st.lat_p99, st.lat_max);
+        fprintf(f, ",\"backpressure_s\":%.6f,\"dispatcher_lag_max_s\":%.6f"
+                ",\"slow_calls\":%" PRIu64,
+                (double)st.backpressure_ns / 1e9, (double)st.lag_ns_max / 1e9,
+                st.slow_calls);
+        sl_stage_hists_t *h = malloc(sizeof(*h));
+        if (h && r->desc->kind != SL_STAGE_SOURCE) {
+            sl__run_stage_hists(run, i, h);
+            fprintf(f, ",\"handler_ns\":{\"sampled\":%" PRIu64
+                    ",\"p50\":%" PRIu64 ",\"p95\":%" PRIu64 ",\"p99\":%"
+                    PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "}",
+                    h->handler.count, sl__hist_quantile(&h->handler, 0.50),
+                    sl__hist_quantile(&h->handler, 0.95),
+                    sl__hist_quantile(&h->handler, 0.99),
+                    sl__hist_quantile(&h->handler, 0.999), h->handler.max);
+        }
+        free(h);
         fputc('}', f);
     }
     fprintf(f, "]}\n");

@@ -90,7 +90,9 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
         r->in_eos = calloc(s->n_inputs, sizeof(*r->in_eos));
         r->in_received = calloc(s->n_inputs, sizeof(*r->in_received));
         r->in_expected = calloc(s->n_inputs, sizeof(*r->in_expected));
-        if (!r->in_ident || !r->in_eos || !r->in_received || !r->in_expected)
+        r->link_credit = calloc(s->n_inputs, sizeof(*r->link_credit));
+        if (!r->in_ident || !r->in_eos || !r->in_received || !r->in_expected ||
+            !r->link_credit)
             goto nomem;
         for (size_t l = 0; l < s->n_inputs; l++) {
             r->in_ident[l][0] = 'L';
@@ -370,6 +372,7 @@ static void s_runner_fini(sl_runner_t *r)
     free(r->in_eos);
     free(r->in_received);
     free(r->in_expected);
+    free((void *)r->link_credit);
     free(r->out_socks);
     free(r->out_link);
     free(r->tx);
@@ -428,6 +431,28 @@ int sl__run_commit_positions(sl_run_t *run)
     return rc;
 }
 
+void sl__run_stage_hists(sl_run_t *run, size_t stage, sl_stage_hists_t *out)
+{
+    sl_runner_t *r = &run->runners[stage];
+    sl__hist_init(&out->handler);
+    sl__hist_init(&out->latency);
+    for (unsigned i = 0; r->workers && i < r->n_workers; i++) {
+        sl_worker_t *w = &r->workers[i];
+        pthread_mutex_lock(&w->hist_mu);
+        sl__hist_merge(&out->handler, &w->handler);
+        sl__hist_merge(&out->latency, &w->latency);
+        pthread_mutex_unlock(&w->hist_mu);
+    }
+}
+
+uint32_t sl__run_link_credit(sl_run_t *run, size_t stage, size_t link)
+{
+    sl_runner_t *r = &run->runners[stage];
+    if (!r->link_credit || link >= r->spec->n_inputs)
+        return 0;
+    return atomic_load_explicit(&r->link_credit[link], RELAXED);
+}
+
 double sl__run_elapsed_s(sl_run_t *run)
 {
     uint64_t end = atomic_load(&run->t_end);
@@ -454,11 +479,18 @@ void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out)
         out->filtered += atomic_load_explicit(&w->filtered, RELAXED);
         out->errors += atomic_load_explicit(&w->errors, RELAXED);
         out->retried += atomic_load_explicit(&w->retried, RELAXED);
+        out->slow_calls += atomic_load_explicit(&w->slow, RELAXED);
         busy_ns += atomic_load_explicit(&w->busy_ns, RELAXED);
         out->busy += (unsigned)atomic_load_explicit(&w->busy, RELAXED);
     }
     out->busy_s = (double)busy_ns / 1e9;
     out->in += atomic_load_explicit(&r->in_direct, RELAXED);
+    out->backpressure_ns = atomic_load_explicit(&r->bp_ns, RELAXED);
+    uint64_t since = atomic_load_explicit(&r->bp_since, RELAXED);
+    uint64_t now = sl_mono_ns();
+    if (since && now > since)
+        out->backpressure_ns += now - since;
+    out->lag_ns_max = atomic_load_explicit(&r->lag_max, RELAXED);
     out->spilled_in = atomic_load_explicit(&r->spilled_in, RELAXED);
     out->restarts = atomic_load_explicit(&r->restarts, RELAXED);
     out->redelivered = atomic_load_explicit(&r->redelivered, RELAXED);
@@ -473,16 +505,22 @@ void sl__run_stats(sl_run_t *run, size_t stage, sl_stage_stats_t *out)
             out->shed += r->link_shed[o];
         }
         out->spilled_out += r->dl_spilled;
-        if (r->desc->kind == SL_STAGE_SINK && !r->workers[0].started) {
-            sl_hist_t h;
-            sl__hist_init(&h);
-            for (unsigned i = 0; i < r->n_workers; i++)
-                sl__hist_merge(&h, &r->workers[i].latency);
-            out->lat_count = h.count;
-            out->lat_p50 = sl__hist_quantile(&h, 0.50);
-            out->lat_p90 = sl__hist_quantile(&h, 0.90);
-            out->lat_p99 = sl__hist_quantile(&h, 0.99);
-            out->lat_max = h.max;
+        if (r->desc->kind == SL_STAGE_SINK) {
+            sl_hist_t *h = malloc(sizeof(*h));
+            if (h) {
+                sl__hist_init(h);
+                for (unsigned i = 0; i < r->n_workers; i++) {
+                    pthread_mutex_lock(&r->workers[i].hist_mu);
+                    sl__hist_merge(h, &r->workers[i].latency);
+                    pthread_mutex_unlock(&r->workers[i].hist_mu);
+                }
+                out->lat_count = h->count;
+                out->lat_p50 = sl__hist_quantile(h, 0.50);
+                out->lat_p90 = sl__hist_quantile(h, 0.90);
+                out->lat_p99 = sl__hist_quantile(h, 0.99);
+                out->lat_max = h->max;
+                free(h);
+            }
         }
     }
 }

@@ -37,7 +37,24 @@ typedef struct sl_stage_stats {
     uint64_t shrinks;     /* an elastic pool let an idle worker go */
     /* Sinks: end-to-end latency from the source timestamp, ns. */
     uint64_t lat_count, lat_p50, lat_p90, lat_p99, lat_max;
+    uint64_t backpressure_ns; /* time output waited for downstream credit */
+    uint64_t lag_ns_max;      /* longest dispatcher loop turn, last second */
+    uint64_t slow_calls;      /* handler calls over the stage's slow_ms */
 } sl_stage_stats_t;
+
+/* Live histograms of one stage (merged over its workers), for metrics:
+ * handler call time (sampled: 1 call in SL_HANDLER_SAMPLE) and, for
+ * sinks, end-to-end latency. Values in ns. The caller owns *out (two
+ * sl_hist_t, about 30 KiB each: not for the stack of a small thread). */
+#define SL_HANDLER_SAMPLE 16
+typedef struct sl_stage_hists {
+    sl_hist_t handler;
+    sl_hist_t latency;
+} sl_stage_hists_t;
+void sl__run_stage_hists(sl_run_t *run, size_t stage, sl_stage_hists_t *out);
+/* Credit granted to an input link of a stage and not yet used by its
+ * sender (what the sender may still send now). */
+uint32_t sl__run_link_credit(sl_run_t *run, size_t stage, size_t link);
 
 struct sl_run {
     const sl_topology_t *topo;

@@ -92,6 +92,7 @@ typedef struct sl_worker_stats {
     atomic_uint_fast64_t emitted;  /* records emitted */
     atomic_uint_fast64_t read;     /* sources: input units read */
     atomic_uint_fast64_t retried;  /* failures sent back for a retry */
+    atomic_uint_fast64_t slow;     /* handler calls over slow_ms */
     atomic_uint_fast64_t busy_ns;
     atomic_int busy;
 } sl_worker_stats_t;
@@ -107,7 +108,12 @@ typedef struct sl_worker {
     int state_ready;
     sl_prioq_t pq;     /* own queue when the stage is partitioned */
     sl_worker_stats_t stats;
-    sl_hist_t latency; /* sinks: end-to-end ns, merged after join */
+    /* Read live by metrics: both under hist_mu. */
+    pthread_mutex_t hist_mu;
+    sl_hist_t latency; /* sinks: end-to-end ns */
+    sl_hist_t handler; /* handler call ns, 1 call in SL_HANDLER_SAMPLE */
+    uint32_t sample_left;
+    uint64_t slow_logged;
     uint64_t next_mark_ns; /* sources: when the next epoch may start */
     /* Failures of the item in hand, posted with its last output. */
     sl_batch_t retry_out;
@@ -190,6 +196,12 @@ struct sl_runner {
     uint64_t shed_logged;
     atomic_uint_fast64_t in_direct;  /* received and spilled on arrival */
     atomic_uint_fast64_t spilled_in; /* received, spilled unhandled */
+    /* Observability (written by the dispatcher, read by metrics). */
+    atomic_uint_fast64_t bp_ns;      /* output waited for credit, ended spells */
+    atomic_uint_fast64_t bp_since;   /* start of the current spell, or 0 */
+    atomic_uint_fast64_t lag_max;    /* longest loop turn, last full second */
+    uint64_t lag_window_max, lag_window_at, lag_logged;
+    _Atomic uint32_t *link_credit;   /* per input link: credit outstanding */
     /* Markers (checkpoint.h), dispatcher only: records not yet finished
      * per generation of arrival, and the markers waiting for theirs. */
     uint32_t gen_low;

@@ -66,6 +66,8 @@ typedef struct sl_topo_stage {
                                    shrinks (default 30000) */
     uint32_t queue;             /* capacity in records, >= 1 */
     uint32_t batch;             /* max records per link message, >= 1 */
+    uint32_t slow_ms;           /* a handler call longer than this is
+                                   logged; 0: never (default 50) */
     sl_fanout_t fanout;
     char *partition_by;         /* dotted field path, or NULL */
     sl_lane_t lane;

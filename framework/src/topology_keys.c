@@ -27,14 +27,16 @@
 #define SL_TOPO_DEFAULT_BACKOFF_MS 100u
 #define SL_TOPO_DEFAULT_MAX_BACKOFF_MS 10000u
 #define SL_TOPO_DEFAULT_IDLE_MS 30000u
+#define SL_TOPO_DEFAULT_SLOW_MS 50u
 
 static const char *const s_default_keys[] = {
-    "workers", "queue", "batch", "lane", "retry", "dead_letter", NULL};
+    "workers", "queue", "batch", "lane", "retry", "dead_letter", "slow_ms",
+    NULL};
 static const char *const s_stage_keys[] = {
     "name",         "plugin", "config",  "workers", "queue",
     "batch",        "from",   "fanout",  "lane",    "timeout",
     "partition_by", "retry",  "dead_letter", "uses", "when_full",
-    "priority", NULL};
+    "priority", "slow_ms", NULL};
 static const char *const s_fanouts[] = {"broadcast", "round_robin", NULL};
 static const char *const s_lanes[] = {"thread", "process", NULL};
 static const char *const s_pool_keys[] = {"min", "max", "idle", NULL};
@@ -385,6 +387,7 @@ void sl__topo_parse_init(sl_topo_parse_t *p, sl_diag_t *diag)
                                          .idle_ms = SL_TOPO_DEFAULT_IDLE_MS},
                            .d_queue = SL_TOPO_DEFAULT_QUEUE,
                            .d_batch = SL_TOPO_DEFAULT_BATCH,
+                           .d_slow_ms = SL_TOPO_DEFAULT_SLOW_MS,
                            .d_lane = SL_LANE_THREAD,
                            .d_retry = {SL_TOPO_DEFAULT_ATTEMPTS,
                                        SL_TOPO_DEFAULT_BACKOFF_MS,
@@ -412,6 +415,9 @@ void sl__topo_parse_defaults(sl_topo_parse_t *p, const sl_config_t *defaults)
     if ((n = sl_config_get(defaults, "batch")))
         s_get_range(p, n, "batch", "defaults", 1, SL_TOPO_MAX_BATCH,
                     &p->d_batch);
+    if ((n = sl_config_get(defaults, "slow_ms")))
+        s_get_range(p, n, "slow_ms", "defaults", 0, SL_TOPO_MAX_MS,
+                    &p->d_slow_ms);
     if ((n = sl_config_get(defaults, "lane"))) {
         int lane = s_get_word(p, n, "lane", "defaults", s_lanes);
         p->d_lane = lane < 0 ? SL_LANE_THREAD : (sl_lane_t)lane;
@@ -582,6 +588,10 @@ static void s_stage_numbers(sl_topo_parse_t *p, size_t i,
     if ((n = sl_config_get(st, "batch")))
         s_get_range(p, n, "batch", in->label, 1, SL_TOPO_MAX_BATCH,
                     &s->batch);
+    s->slow_ms = p->d_slow_ms;
+    if ((n = sl_config_get(st, "slow_ms")))
+        s_get_range(p, n, "slow_ms", in->label, 0, SL_TOPO_MAX_MS,
+                    &s->slow_ms);
 
     unsigned max = s->plugin ? s->plugin->desc->max_workers : 0;
     if (w.is_auto)

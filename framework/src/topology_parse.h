@@ -56,7 +56,7 @@ typedef struct sl_topo_parse {
     sl_diag_t *diag;
     sl_topo_info_t *info;
     sl_topo_workers_t d_workers; /* defaults: */
-    uint32_t d_queue, d_batch;
+    uint32_t d_queue, d_batch, d_slow_ms;
     sl_lane_t d_lane;
     bool d_lane_bad;
     sl_topo_retry_t d_retry;

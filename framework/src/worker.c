@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 
@@ -202,21 +203,63 @@ static void s_record_failed(sl_worker_t *w, const sl_envelope_t *env,
     sl__worker_record_failed(w, env, payload, len, why, first_ns);
 }
 
+static uint64_t s_coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Handler calls are timed for the metrics one in SL_HANDLER_SAMPLE (two
+ * clock reads on every call would cost a few percent of throughput); a
+ * call over the stage's slow_ms is caught on the cheap coarse clock. */
+static int s_timed_process(sl_worker_t *w, sl_record_t *rec);
+
 /* One handler call, holding the stage's shared resources (`uses:`). */
 static int s_call_process(sl_worker_t *w, sl_record_t *rec)
 {
     sl_runner_t *r = w->runner;
     size_t n_uses = r->spec->n_uses;
     if (!n_uses)
-        return r->desc->process(w->state, &w->ctx, rec);
+        return s_timed_process(w, rec);
     sl_resources_t *rs = r->run->resources;
     int rc = sl__resources_acquire_set(rs, r->spec->uses, n_uses,
                                        &r->run->aborting, w->res_slots);
     if (rc)
         return sl_ctx_error(&w->ctx, "run aborted while waiting for a "
                             "shared resource");
-    rc = r->desc->process(w->state, &w->ctx, rec);
+    rc = s_timed_process(w, rec);
     sl__resources_release_set(rs, r->spec->uses, n_uses, w->res_slots);
+    return rc;
+}
+
+static int s_timed_process(sl_worker_t *w, sl_record_t *rec)
+{
+    sl_runner_t *r = w->runner;
+    int sample = --w->sample_left == 0;
+    uint32_t slow_ms = r->spec->slow_ms;
+    uint64_t t0 = sample ? sl_mono_ns() : slow_ms ? s_coarse_ns() : 0;
+    int rc = r->desc->process(w->state, &w->ctx, rec);
+    if (!t0)
+        return rc;
+    uint64_t took = (sample ? sl_mono_ns() : s_coarse_ns()) - t0;
+    if (sample) {
+        w->sample_left = SL_HANDLER_SAMPLE;
+        pthread_mutex_lock(&w->hist_mu);
+        sl__hist_record(&w->handler, took);
+        pthread_mutex_unlock(&w->hist_mu);
+    }
+    if (slow_ms && took > (uint64_t)slow_ms * 1000000ull) {
+        atomic_fetch_add_explicit(&w->stats.slow, 1, RELAXED);
+        uint64_t n = ++w->slow_logged;
+        if (n <= 10 || n % 1000 == 0)
+            sl__log(SL_LOG_WARN, r->spec->name, (int)w->index,
+                    "slow handler: record %llu took %llu ms (slow_ms %u)%s",
+                    (unsigned long long)rec->env.id,
+                    (unsigned long long)(took / 1000000), slow_ms,
+                    n == 10 ? "; further slow calls are counted and logged "
+                              "sparsely" : "");
+    }
     return rc;
 }
 
@@ -273,8 +316,10 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
     /* A record is done when its batch is: one clock read per batch. */
     if (n_lat) {
         uint64_t now = sl_now_ns();
+        pthread_mutex_lock(&w->hist_mu);
         for (uint32_t i = 0; i < n_lat; i++)
             sl__hist_record(&w->latency, now > lat_ts[i] ? now - lat_ts[i] : 0);
+        pthread_mutex_unlock(&w->hist_mu);
     }
     /* The dispatcher validated the batch; a short walk here would be a bug,
      * and the records not walked must still be accounted for. */
@@ -542,6 +587,9 @@ int sl__worker_init_all(sl_runner_t *r, char *err, size_t errlen)
     for (unsigned i = 0; i < r->n_workers; i++) {
         sl__batch_init(&r->workers[i].retry_out);
         sl_prioq_init(&r->workers[i].pq);
+        pthread_mutex_init(&r->workers[i].hist_mu, NULL);
+        sl__hist_init(&r->workers[i].handler);
+        r->workers[i].sample_left = SL_HANDLER_SAMPLE;
         sl__batch_init(&r->workers[i].dl_out);
         r->workers[i].runner = r;
         r->workers[i].index = i;
@@ -631,6 +679,8 @@ void sl__worker_fini_all(sl_runner_t *r)
             sl__ctx_fini(&w->ctx);
         s_worker_buffers_fini(w);
     }
+    for (unsigned i = 0; i < r->n_workers; i++)
+        pthread_mutex_destroy(&r->workers[i].hist_mu);
     free(r->workers);
     r->workers = NULL;
 }
