@@ -5,7 +5,8 @@
 set -eu
 
 PACKAGES="build-essential cmake pkg-config libzmq3-dev libmsgpack-dev \
-libcriterion-dev libyaml-dev libjansson-dev libyajl-dev libcsv-dev"
+libcriterion-dev libyaml-dev libjansson-dev libyajl-dev libcsv-dev \
+libmicrohttpd-dev python3-prometheus-client libcurl4-openssl-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -1,6 +1,8 @@
 #include "cli.h"
 #include "cmd_run.h"
 #include "log.h"
+#include "metrics_http.h"
+#include "progress.h"
 #include "run.h"
 
 #include <errno.h>
@@ -15,6 +17,7 @@ typedef struct s_opts {
     const char *report;
     int quiet;
     long grace_ms; /* --grace, or -1: the topology's */
+    sl_cli_run_t metrics; /* only .metrics and .metrics_linger_ms */
 } s_opts_t;
 
 /* "500ms", "30s", "2m" or bare milliseconds; -1 if malformed. */
@@ -58,6 +61,11 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
             if (rc < 0)
                 return rc;
             i++;
+        } else if ((rc = sl_cli_metrics_option("sluice run", a, next,
+                                               &o->metrics)) != 0) {
+            if (rc < 0)
+                return rc;
+            i++;
         } else if (a[0] != '-' && !o->file) {
             o->file = a;
         } else {
@@ -68,7 +76,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
     if (!o->file) {
         fprintf(stderr, "usage: sluice run FILE [--report OUT.json] [--quiet] "
                         "[--grace DURATION] [--log-level LEVEL] "
-                        "[--log-format logfmt|json]\n");
+                        "[--log-format logfmt|json] [--metrics ADDR] "
+                        "[--metrics-linger SECONDS]\n");
         return -EINVAL;
     }
     return 0;
@@ -103,6 +112,71 @@ int sl_cli_log_option(const char *cmd, const char *a, const char *next)
     return 0;
 }
 
+/* Seconds (a bare number, fractions allowed) or a duration with ms, s or
+ * m; -1 if malformed. */
+static long s_linger_ms(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v >= 0))
+        return -1;
+    double mult = !*end || strcmp(end, "s") == 0 ? 1000
+                  : strcmp(end, "ms") == 0       ? 1
+                  : strcmp(end, "m") == 0        ? 60000
+                                                 : -1;
+    if (mult < 0 || v * mult > 86400000.0)
+        return -1;
+    return (long)(v * mult + 0.5);
+}
+
+int sl_cli_metrics_option(const char *cmd, const char *a, const char *next,
+                          sl_cli_run_t *o)
+{
+    if (!next)
+        return 0;
+    if (strcmp(a, "--metrics") == 0) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        char err[512];
+        if (sl__metrics_addr_parse(next, &ss, &len, err, sizeof(err)) != 0) {
+            fprintf(stderr, "%s: --metrics: %s\n", cmd, err);
+            return -EINVAL;
+        }
+        o->metrics = next;
+        return 1;
+    }
+    if (strcmp(a, "--metrics-linger") == 0) {
+        if ((o->metrics_linger_ms = s_linger_ms(next)) < 0) {
+            fprintf(stderr, "%s: --metrics-linger must be seconds such as 5 "
+                    "or 0.5 (or 500ms, 2m), got '%s'\n", cmd, next);
+            return -EINVAL;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* After the end: the final values stay up for a scrape, until the linger
+ * time is over or a signal comes. */
+static void s_linger(const sigset_t *set, long ms, const char *url)
+{
+    sl__log(SL_LOG_INFO, NULL, -1, "run ended; metrics stay on %s for %ld ms "
+            "(SIGINT or SIGTERM to stop now)", url, ms);
+    uint64_t deadline = sl_mono_ns() + (uint64_t)ms * 1000000ull;
+    for (;;) {
+        uint64_t now = sl_mono_ns();
+        if (now >= deadline)
+            return;
+        uint64_t left = deadline - now;
+        struct timespec ts = {(time_t)(left / 1000000000ull),
+                              (long)(left % 1000000000ull)};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM)
+            return;
+    }
+}
+
 static int s_all_finished(sl_run_t *run)
 {
     for (size_t i = 0; i < run->n_runners; i++)
@@ -114,15 +188,20 @@ static int s_all_finished(sl_run_t *run)
 /* Signals are taken synchronously by this thread only: the first SIGINT or
  * SIGTERM stops intake and drains for up to the grace period, after which
  * whatever is still in flight is spilled; a second signal aborts. */
-static void s_supervise(sl_run_t *run, const sigset_t *set, long grace_ms)
+static void s_supervise(sl_run_t *run, const sigset_t *set, long grace_ms,
+                        int progress)
 {
+    sl_cli_progress_t pg;
+    sl_cli_progress_init(&pg, run, progress);
     int stops = 0;
     uint64_t deadline = 0;
     struct timespec tick = {0, 20 * 1000 * 1000};
     while (!s_all_finished(run)) {
         int sig = sigtimedwait(set, NULL, &tick);
+        sl_cli_progress_tick(&pg, run);
         if (deadline && !atomic_load(&run->spilling) &&
             sl_mono_ns() >= deadline) {
+            sl_cli_progress_clear(&pg);
             sl__log(SL_LOG_WARN, NULL, -1, "grace period of %ld ms over: "
                     "spilling what is still in flight to %s", grace_ms,
                     run->topo->spill_path);
@@ -130,6 +209,7 @@ static void s_supervise(sl_run_t *run, const sigset_t *set, long grace_ms)
         }
         if (sig != SIGINT && sig != SIGTERM)
             continue;
+        sl_cli_progress_clear(&pg);
         if (++stops == 1) {
             sl__log(SL_LOG_WARN, NULL, -1,
                     "%s: stopping the sources and draining for up to %ld ms "
@@ -142,6 +222,7 @@ static void s_supervise(sl_run_t *run, const sigset_t *set, long grace_ms)
             sl__run_abort(run);
         }
     }
+    sl_cli_progress_fini(&pg); /* before the summary */
 }
 
 int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
@@ -155,14 +236,25 @@ int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
     int code = SL_EXIT_FAILED;
     char err[1024];
     sl_diag_t diag;
+    sl_metrics_server_t *metrics = NULL;
     sl_run_t *run = sl__run_new(topo, err, sizeof(err));
     if (!run) {
         fprintf(stderr, "%s: %s\n", o->cmd, err);
         goto out;
     }
+    if (o->metrics) {
+        metrics = sl__metrics_server_start(run, o->metrics, err, sizeof(err));
+        if (!metrics) {
+            fprintf(stderr, "%s: --metrics: %s\n", o->cmd, err);
+            goto out;
+        }
+        sl__log(SL_LOG_INFO, NULL, -1, "metrics on %s",
+                sl__metrics_server_url(metrics));
+    }
     if (sl__run_start(run) == 0)
         s_supervise(run, &set,
-                    o->grace_ms >= 0 ? o->grace_ms : (long)topo->grace_ms);
+                    o->grace_ms >= 0 ? o->grace_ms : (long)topo->grace_ms,
+                    !o->quiet);
     int rc = sl__run_wait(run);
 
     sl__diag_init(&diag);
@@ -217,7 +309,10 @@ int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
         o->after(run, o->quiet, o->arg);
     code = rc ? SL_EXIT_FAILED : ledger ? SL_EXIT_LEDGER
          : spilled ? SL_EXIT_SPILLED : SL_EXIT_OK;
+    if (metrics && o->metrics_linger_ms > 0)
+        s_linger(&set, o->metrics_linger_ms, sl__metrics_server_url(metrics));
 out:
+    sl__metrics_server_stop(&metrics); /* before the run it reads */
     sl__run_destroy(&run);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return code;
@@ -241,7 +336,9 @@ int sl_cmd_run(int argc, char **argv)
     sl__diag_fini(&diag);
 
     sl_cli_run_t ro = {.cmd = "sluice run", .report = o.report,
-                       .quiet = o.quiet, .grace_ms = o.grace_ms};
+                       .quiet = o.quiet, .grace_ms = o.grace_ms,
+                       .metrics = o.metrics.metrics,
+                       .metrics_linger_ms = o.metrics.metrics_linger_ms};
     int code = sl_cli_run_topology(topo, &ro);
     sl__topology_destroy(&topo);
     return code;

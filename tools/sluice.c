@@ -1,6 +1,8 @@
 /* sluice: run, check and inspect stream-processing topologies. */
 #include "cli.h"
 #include "cmd_dlq.h"
+#include "cmd_graph.h"
+#include "cmd_top.h"
 #include "procpool.h"
 
 #include <limits.h>
@@ -22,8 +24,14 @@ static void s_usage(FILE *f)
             "  run FILE [--report OUT.json] [--quiet] [--grace DURATION]\n"
             "           [--log-level LEVEL]\n"
             "           [--log-format logfmt|json]\n"
+            "           [--metrics ADDR] [--metrics-linger SECONDS]\n"
             "                     run a topology to the end of its input\n"
             "  check FILE         validate a topology without running it\n"
+            "  top ADDR [--interval DURATION] [--once]\n"
+            "                     watch a run started with --metrics ADDR\n"
+            "  graph FILE [--format dot|svg|png] [-o OUT]\n"
+            "                     draw a topology (Graphviz DOT; svg/png "
+            "need `dot`)\n"
             "  dlq inspect FILE [--json] [--limit N]\n"
             "                     print the entries of a dead-letter or spill "
             "file\n"
@@ -59,6 +67,10 @@ int main(int argc, char **argv)
         return sl_cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0)
         return sl_cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "top") == 0)
+        return sl_cmd_top(argc - 1, argv + 1);
+    if (strcmp(cmd, "graph") == 0)
+        return sl_cmd_graph(argc - 1, argv + 1);
     if (strcmp(cmd, "dlq") == 0)
         return sl_cmd_dlq(argc - 1, argv + 1);
     if (strcmp(cmd, "plugins") == 0)

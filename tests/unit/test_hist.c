@@ -214,3 +214,52 @@ Test(hist, extreme_values)
     cr_assert_eq(h->max, 0);
     free(h);
 }
+
+/* count_le: whole buckets at or below the bound, exactly as documented. */
+Test(hist, count_le_counts_whole_buckets_up_to_the_bound)
+{
+    sl_hist_t *h = s_new();
+    cr_assert_eq(sl__hist_count_le(h, UINT64_MAX), 0);
+    sl__hist_record(h, 0);
+    sl__hist_record(h, 100);
+    sl__hist_record(h, 200);
+    sl__hist_record(h, 10000); /* bucket [9984, 10047] */
+    cr_assert_eq(sl__hist_upper(sl__hist_index(10000)), 10047);
+    cr_assert_eq(sl__hist_count_le(h, 0), 1);
+    cr_assert_eq(sl__hist_count_le(h, 99), 1);
+    cr_assert_eq(sl__hist_count_le(h, 100), 2);
+    cr_assert_eq(sl__hist_count_le(h, 199), 2);
+    cr_assert_eq(sl__hist_count_le(h, 200), 3);
+    cr_assert_eq(sl__hist_count_le(h, 10000), 3); /* straddled: left out */
+    cr_assert_eq(sl__hist_count_le(h, 10046), 3);
+    cr_assert_eq(sl__hist_count_le(h, 10047), 4);
+    cr_assert_eq(sl__hist_count_le(h, UINT64_MAX), 4);
+    free(h);
+
+    /* Random values over all magnitudes against the definition, and the
+     * count never decreases as the bound grows. */
+    h = s_new();
+    enum { N = 2000 };
+    uint64_t *vals = malloc(N * sizeof(*vals));
+    cr_assert(vals);
+    for (int i = 0; i < N; i++) {
+        vals[i] = s_any();
+        sl__hist_record(h, vals[i]);
+    }
+    uint64_t prev = 0;
+    for (int b = 0; b < 64; b++) {
+        uint64_t bound = (1ull << b) + (uint64_t)(b * 7);
+        uint64_t want = 0;
+        for (int i = 0; i < N; i++)
+            want += sl__hist_upper(sl__hist_index(vals[i])) <= bound;
+        uint64_t got = sl__hist_count_le(h, bound);
+        cr_assert_eq(got, want, "bound %llu: %llu, want %llu",
+                     (unsigned long long)bound, (unsigned long long)got,
+                     (unsigned long long)want);
+        cr_assert_geq(got, prev);
+        prev = got;
+    }
+    cr_assert_eq(sl__hist_count_le(h, UINT64_MAX), N);
+    free(vals);
+    free(h);
+}
