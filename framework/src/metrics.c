@@ -281,7 +281,8 @@ int sl__metrics_write(sl_run_t *run, FILE *f)
            "Transforms and sinks: time of one call of the plugin's process. "
            "Sampled: one call in " S_STR(SL_HANDLER_SAMPLE) " is measured, so "
            "_count is about 1/" S_STR(SL_HANDLER_SAMPLE) " of the calls and "
-           "_sum covers only the measured ones.");
+           "_sum covers only the measured ones (process lanes: one value, the "
+           "mean, per batch).");
     for (size_t i = 0; i < n; i++)
         if (!s_is_source(run, i)) /* a source's pull is not timed */
             s_histogram(f, run, i, "sluice_handler_seconds",

@@ -4,8 +4,10 @@
 
 #include <microhttpd.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -213,9 +215,13 @@ sl_metrics_server_t *sl__metrics_server_start(sl_run_t *run, const char *addr,
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* MHD binds SOCK_ADDR; the port argument only goes in its messages. */
+    uint16_t port = ntohs(ss.ss_family == AF_INET6
+                              ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                              : ((struct sockaddr_in *)&ss)->sin_port);
     errno = 0;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, s_handle, srv,
+        flags, port, NULL, NULL, s_handle, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_CONNECTION_LIMIT, 32u,
         MHD_OPTION_CONNECTION_TIMEOUT, 10u,
