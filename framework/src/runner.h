@@ -113,6 +113,7 @@ typedef struct sl_worker {
     sl_hist_t latency; /* sinks: end-to-end ns */
     sl_hist_t handler; /* handler call ns, 1 call in SL_HANDLER_SAMPLE */
     uint32_t sample_left;
+    uint64_t coarse_mark;  /* coarse clock at the end of the last call */
     uint64_t slow_logged;
     uint64_t next_mark_ns; /* sources: when the next epoch may start */
     /* Failures of the item in hand, posted with its last output. */

@@ -228,6 +228,8 @@ static int s_call_process(sl_worker_t *w, sl_record_t *rec)
     if (rc)
         return sl_ctx_error(&w->ctx, "run aborted while waiting for a "
                             "shared resource");
+    if (r->spec->slow_ms) /* waiting for the resource is not slowness */
+        w->coarse_mark = s_coarse_ns();
     rc = s_timed_process(w, rec);
     sl__resources_release_set(rs, r->spec->uses, n_uses, w->res_slots);
     return rc;
@@ -238,18 +240,22 @@ static int s_timed_process(sl_worker_t *w, sl_record_t *rec)
     sl_runner_t *r = w->runner;
     int sample = --w->sample_left == 0;
     uint32_t slow_ms = r->spec->slow_ms;
-    uint64_t t0 = sample ? sl_mono_ns() : slow_ms ? s_coarse_ns() : 0;
+    uint64_t t0 = sample ? sl_mono_ns() : 0;
     int rc = r->desc->process(w->state, &w->ctx, rec);
-    if (!t0)
-        return rc;
-    uint64_t took = (sample ? sl_mono_ns() : s_coarse_ns()) - t0;
     if (sample) {
         w->sample_left = SL_HANDLER_SAMPLE;
+        uint64_t took = sl_mono_ns() - t0;
         pthread_mutex_lock(&w->hist_mu);
         sl__hist_record(&w->handler, took);
         pthread_mutex_unlock(&w->hist_mu);
     }
-    if (slow_ms && took > (uint64_t)slow_ms * 1000000ull) {
+    if (!slow_ms)
+        return rc;
+    /* One coarse read per call: the call started when the one before it
+     * ended (the microseconds between calls do not matter at slow_ms). */
+    uint64_t now = s_coarse_ns(), took = now - w->coarse_mark;
+    w->coarse_mark = now;
+    if (took > (uint64_t)slow_ms * 1000000ull) {
         atomic_fetch_add_explicit(&w->stats.slow, 1, RELAXED);
         uint64_t n = ++w->slow_logged;
         if (n <= 10 || n % 1000 == 0)
@@ -282,6 +288,7 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
     uint64_t lat_ts[LAT_BATCH];
     uint32_t n_lat = 0;
     w->item_gen = item->gen;
+    w->coarse_mark = s_coarse_ns();
     uint64_t cut = 0;
     if (sl__batch_iter_init(&it, data, len, NULL) == 0) {
         while (sl__batch_next(&it, &env, &payload, &plen) == 1) {
