@@ -60,6 +60,7 @@ fi
 case $REPS in '' | *[!0-9]* | 0) usage ;; esac
 
 SLUICE=$BUILD/tools/sluice
+SLUICE_ARGS=""
 RAW=$BUILD/bench/raw_zmq
 for f in "$SLUICE" "$RAW"; do
     if [ ! -x "$f" ]; then
@@ -148,7 +149,7 @@ with_count() {
 run_sluice() {
     local rc=0 TIMEFORMAT='%U %S'
     { time timeout -k 10 "$LIMIT" "$SLUICE" run "$1" --report "$2" --quiet \
-        >"$TMP/sluice.out" 2>&1 || rc=$?; } 2>"$TMP/time"
+        $SLUICE_ARGS >"$TMP/sluice.out" 2>&1 || rc=$?; } 2>"$TMP/time"
     if [ "$rc" != 0 ] || [ ! -s "$2" ]; then
         fail "sluice run $1 $(why "$rc"): $(tail -n 5 "$TMP/sluice.out")"
         echo "0 0"
@@ -351,6 +352,59 @@ for i in $(seq "$REPS"); do
     done
     break
 done
+
+echo
+
+# ---- 5. the cost of metrics -------------------------------------------------
+
+# The counters and histograms behind the metrics are always kept; serving
+# them costs only when scraped. A scraper (one python3 process, started
+# once) fetches /metrics every 100 ms, ten times the usual Prometheus rate.
+echo "== metrics: the throughput pipeline with --metrics, scraped every 100 ms, vs without"
+cat >"$TMP/scrape.py" <<'PY'
+import os, re, sys, time, urllib.request
+log, stop = sys.argv[1], sys.argv[2]
+url, n = None, 0
+for _ in range(400):
+    try:
+        m = re.search(r"http://127\.0\.0\.1:\d+/metrics", open(log).read())
+    except OSError:
+        m = None
+    if m:
+        url = m.group(0)
+        break
+    time.sleep(0.025)
+while url and not os.path.exists(stop):
+    try:
+        urllib.request.urlopen(url, timeout=2).read()
+        n += 1
+    except Exception:
+        break
+    time.sleep(0.1)
+print(n)
+PY
+mrow() { printf '   %-6s %22s %22s %10s\n' "$@"; }
+mrow run "without" "--metrics, scraped" scrapes
+MW=() MS=()
+for i in $(seq "$REPS"); do
+    read -r r c < <(run_sluice "$TMP/pipeline.yaml" "$TMP/nometrics-$i.json" sink "$N")
+    MW+=("$r")
+    rm -f "$TMP/stop-scrape" "$TMP/sluice.out"
+    python3 "$TMP/scrape.py" "$TMP/sluice.out" "$TMP/stop-scrape" >"$TMP/scrapes" &
+    sp=$!
+    read -r r2 c2 < <(SLUICE_ARGS="--metrics 127.0.0.1:0" run_sluice \
+        "$TMP/pipeline.yaml" "$TMP/metrics-$i.json" sink "$N")
+    touch "$TMP/stop-scrape"
+    wait "$sp" 2>/dev/null || true
+    MS+=("$r2")
+    mrow "$i" "$(cell "$r" "$c")" "$(cell "$r2" "$c2")" "$(cat "$TMP/scrapes")"
+done
+bmw=$(max_of "${MW[@]}")
+bms=$(max_of "${MS[@]}")
+mrow best "$(fmt "$bmw")" "$(fmt "$bms")" ""
+awk -v a="$bmw" -v b="$bms" 'BEGIN {
+    printf "metrics cost: scraped at %.2f of the throughput without a server (target >= 0.95)\n",
+        (a > 0 ? b / a : 0) }'
 
 echo
 if [ ! -s "$TMP/failures" ]; then
