@@ -75,6 +75,28 @@ uint64_t sl__hist_quantile(const sl_hist_t *h, double q)
     return h->max;
 }
 
+void sl__hist_count_le_many(const sl_hist_t *h, const uint64_t *bounds,
+                            size_t n, uint64_t *out)
+{
+    /* one pass over the buckets for all the bounds (a scrape asks for
+     * twenty of them per histogram) */
+    uint64_t sum = 0;
+    uint32_t i = 0;
+    for (size_t b = 0; b < n; b++) {
+        uint32_t last = sl__hist_index(bounds[b]);
+        int none = 0;
+        if (sl__hist_upper(last) > bounds[b]) {
+            if (last == 0)
+                none = 1;
+            else
+                last--;
+        }
+        for (; !none && i <= last; i++)
+            sum += h->buckets[i];
+        out[b] = sum;
+    }
+}
+
 uint64_t sl__hist_count_le(const sl_hist_t *h, uint64_t v)
 {
     uint64_t n = 0;

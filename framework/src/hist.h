@@ -7,6 +7,7 @@
 #ifndef SL_HIST_H
 #define SL_HIST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define SL_HIST_SUB_BITS 8
@@ -33,6 +34,10 @@ uint64_t sl__hist_quantile(const sl_hist_t *h, double q);
  * a Prometheus `le`. A value in the bucket that straddles v is left out,
  * so a value within 1/128 below v may be counted with the next bound.
  * Non-decreasing in v. O(buckets). */
+/* The same for bounds sorted ascending, in one pass; out[k] for
+ * bounds[k]. */
+void sl__hist_count_le_many(const sl_hist_t *h, const uint64_t *bounds,
+                            size_t n, uint64_t *out);
 uint64_t sl__hist_count_le(const sl_hist_t *h, uint64_t v);
 
 /* Bucket arithmetic, exposed for the tests. */

@@ -114,9 +114,9 @@ void sl__metrics_label(FILE *f, const char *s)
 
 static void s_reduce(const sl_hist_t *h, s_hsnap_t *out)
 {
-    for (size_t b = 0; b < SL_METRICS_N_BOUNDS; b++)
-        out->le[b] = sl__hist_count_le(h, sl__metrics_bounds_ns[b]);
-    out->count = sl__hist_count_le(h, UINT64_MAX);
+    sl__hist_count_le_many(h, sl__metrics_bounds_ns, SL_METRICS_N_BOUNDS,
+                           out->le);
+    out->count = sl__hist_count_le(h, UINT64_MAX); /* = the +Inf bucket */
     out->sum_ns = h->sum;
 }
 

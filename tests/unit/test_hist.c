@@ -263,3 +263,23 @@ Test(hist, count_le_counts_whole_buckets_up_to_the_bound)
     free(vals);
     free(h);
 }
+
+Test(hist, count_le_many_matches_count_le)
+{
+    sl_hist_t h;
+    sl__hist_init(&h);
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 5000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        sl__hist_record(&h, x % 20000000000ull >> (x % 30));
+    }
+    uint64_t bounds[40], got[40];
+    for (size_t b = 0; b < 40; b++)
+        bounds[b] = (b == 0) ? 0 : (uint64_t)1 << b;
+    sl__hist_count_le_many(&h, bounds, 40, got);
+    for (size_t b = 0; b < 40; b++)
+        cr_assert_eq(got[b], sl__hist_count_le(&h, bounds[b]), "bound %llu",
+                     (unsigned long long)bounds[b]);
+}
