@@ -315,6 +315,12 @@ static void s_check_ends(sl_topo_parse_t *p)
         if (in->kind == SL_STAGE_SINK && in->fanout_node)
             sl__topo_err(p, in->fanout_node, "%s is a sink: it has no "
                          "outputs, so 'fanout' does not apply", in->label);
+        if (in->partition_node && s->partition_by &&
+            s->workers_max > s->workers_min)
+            sl__topo_err(p, in->partition_node, "%s: an elastic pool cannot "
+                         "keep partition_by (keys would move between "
+                         "workers); give 'workers' a fixed number",
+                         in->label);
         if (in->kind == SL_STAGE_SOURCE && in->partition_node)
             sl__topo_err(p, in->partition_node, "%s is a source: it has no "
                          "inputs, so 'partition_by' does not apply",

@@ -497,6 +497,25 @@ Test(topology, fanout_on_sink_and_partition_on_source)
                         "has no outputs, so 'fanout' does not apply");
 }
 
+Test(topology, elastic_pool_cannot_partition)
+{
+    NEEDS_PLUGINS();
+    fails("stages:\n"
+          "  - name: g\n"
+          "    plugin: generator\n"
+          "    config: {count: 1}\n"
+          "  - name: f\n"
+          "    plugin: fields\n"
+          "    workers: {min: 1, max: 4}\n"
+          "    partition_by: key\n"
+          "  - name: out\n"
+          "    plugin: null\n");
+    sl_test_expect_line(&g_diag, "topo.yaml:8:19: stage 'f': an elastic pool "
+                        "cannot keep partition_by (keys would move between "
+                        "workers); give 'workers' a fixed number");
+    cr_assert_eq(g_diag.count, 1, "%s", sl_test_diag_text(&g_diag));
+}
+
 Test(topology, every_problem_in_file_order)
 {
     NEEDS_PLUGINS();
