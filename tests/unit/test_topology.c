@@ -508,6 +508,7 @@ Test(topology, elastic_pool_cannot_partition)
           "    plugin: fields\n"
           "    workers: {min: 1, max: 4}\n"
           "    partition_by: key\n"
+          "    config: {set: {a: 1}}\n"
           "  - name: out\n"
           "    plugin: null\n");
     sl_test_expect_line(&g_diag, "topo.yaml:8:19: stage 'f': an elastic pool "
