@@ -73,6 +73,9 @@ void sl__ctx_begin_record(sl_ctx_t *ctx, sl_record_t *rec,
     rec->zone = &ctx->zone;
     rec->decoded = 0;
     ctx->cur = rec;
+    ctx->rec_mark_len = ctx->out.len;
+    ctx->rec_mark_count = ctx->out.count;
+    ctx->rec_handed_off = 0;
     ctx->emitted = 0;
     ctx->prio_set = 0;
     ctx->has_err = 0;
@@ -86,6 +89,18 @@ void sl__ctx_end_call(sl_ctx_t *ctx)
         sl__batch_abort(&ctx->out);
         ctx->packing = 0;
     }
+}
+
+int sl__ctx_drop_record_output(sl_ctx_t *ctx)
+{
+    sl__ctx_end_call(ctx); /* a record half packed goes first */
+    if (ctx->rec_handed_off)
+        return -1;
+    int n = (int)(ctx->out.count - ctx->rec_mark_count);
+    ctx->out.len = ctx->rec_mark_len;
+    ctx->out.count = ctx->rec_mark_count;
+    ctx->emitted = 0;
+    return n;
 }
 
 void sl__ctx_end_record(sl_ctx_t *ctx)
@@ -195,6 +210,7 @@ static int s_emit_env(sl_ctx_t *ctx, sl_envelope_t *env)
         int rc = ctx->on_full(ctx, ctx->on_full_arg);
         if (rc)
             return rc;
+        ctx->rec_handed_off = 1;
     }
     if (ctx->cur) {
         *env = ctx->cur->env;

@@ -42,6 +42,9 @@ struct sl_ctx {
     void *on_input_error_arg;
 
     sl_record_t *cur;        /* the record being handled (transforms) */
+    size_t rec_mark_len;     /* out as it was when cur began */
+    uint32_t rec_mark_count;
+    int rec_handed_off;      /* part of cur's output has left already */
     uint32_t emitted;        /* records emitted for cur / in this pull */
     size_t budget;           /* sources: allowed in this pull */
     uint64_t pull_ts;        /* sources: the timestamp of this pull's records */
@@ -77,6 +80,11 @@ void sl__ctx_fini(sl_ctx_t *ctx);
 void sl__ctx_begin_record(sl_ctx_t *ctx, sl_record_t *rec,
                           const sl_envelope_t *env, const char *data,
                           size_t len);
+/* The current record failed: what it emitted is dropped, so that a retry
+ * does not send it twice. Returns how many records were dropped, or -1
+ * when part of it had already been handed on (a full batch mid-record);
+ * then nothing is dropped. */
+int sl__ctx_drop_record_output(sl_ctx_t *ctx);
 /* Ends the call: clears the zone and per-call state. */
 void sl__ctx_end_record(sl_ctx_t *ctx);
 /* Ends a pull() or flush() call: drops a record begun and not committed. */

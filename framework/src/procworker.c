@@ -448,6 +448,12 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch,
             atomic_store_explicit(&c->hb->since_ns, 0, memory_order_relaxed);
         sl__ctx_begin_record(&c->ctx, &rec, &env, p, len);
         int rc = s_call_process(c, &rec);
+        /* a failed record's output must not go on: its retry stands for it */
+        if (rc < 0 && sl__ctx_drop_record_output(&c->ctx) < 0)
+            sl__log(SL_LOG_WARN, c->stage->name, (int)c->ctx.worker,
+                    "record %llu failed after part of its output had gone "
+                    "on (a full batch); that part is not taken back",
+                    (unsigned long long)env.id);
         uint32_t emitted = c->ctx.emitted;
         if (rc < 0) {
             char why[sizeof(c->ctx.err)];

@@ -269,6 +269,17 @@ static int s_timed_process(sl_worker_t *w, sl_record_t *rec)
     return rc;
 }
 
+/* A failed record's output must not go on: its retry (or its dead letter)
+ * stands for it. Output already handed on cannot be taken back: said. */
+static void s_drop_failed_output(sl_worker_t *w, const sl_envelope_t *env)
+{
+    if (sl__ctx_drop_record_output(&w->ctx) < 0)
+        sl__log(SL_LOG_WARN, w->ctx.stage, (int)w->index,
+                "record %llu failed after part of its output had gone on "
+                "(a full batch); that part is not taken back",
+                (unsigned long long)env->id);
+}
+
 static void s_handle_item(sl_worker_t *w, sl_work_t *item)
 {
     sl_runner_t *r = w->runner;
@@ -302,6 +313,8 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
             }
             sl__ctx_begin_record(&w->ctx, &rec, &env, payload, plen);
             int rc = s_call_process(w, &rec);
+            if (rc < 0)
+                s_drop_failed_output(w, &env);
             uint32_t emitted = w->ctx.emitted;
             if (rc < 0)
                 s_record_failed(w, &env, payload, plen, rc,

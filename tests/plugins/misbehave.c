@@ -10,6 +10,8 @@
  *   fail_when:  FIELD   return an error for the record (no crash)
  *   fail_attempts: N    with fail_when: fail only the first N attempts
  *                       (a transient error that a retry gets past)
+ *   emit_before_fail: true  emit the record, then fail it (its output
+ *                       must not go on)
  */
 #include <sluice/stage.h>
 
@@ -21,10 +23,12 @@
 typedef struct mb_state {
     const char *crash, *abort_, *exit_, *hang, *fail;
     int64_t fail_attempts; /* 0: always */
+    int emit_before_fail;
 } mb_state_t;
 
 static const char *const mb_keys[] = {"crash_when", "abort_when", "exit_when",
                                       "hang_when", "fail_when", "fail_attempts",
+                                      "emit_before_fail",
                                       NULL};
 
 static int mb_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
@@ -38,7 +42,9 @@ static int mb_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
              sl_config_get_str(cfg, "exit_when", NULL, &st->exit_) |
              sl_config_get_str(cfg, "hang_when", NULL, &st->hang) |
              sl_config_get_str(cfg, "fail_when", NULL, &st->fail) |
-             sl_config_get_int(cfg, "fail_attempts", 0, &st->fail_attempts);
+             sl_config_get_int(cfg, "fail_attempts", 0, &st->fail_attempts) |
+             sl_config_get_bool(cfg, "emit_before_fail", 0,
+                                &st->emit_before_fail);
     if (rc) {
         free(st);
         return -EINVAL;
@@ -75,9 +81,15 @@ static int mb_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
             mb_spin++;
     if (s_true(map, st->fail) &&
         (!st->fail_attempts ||
-         sl_record_attempts(rec) < (uint64_t)st->fail_attempts))
+         sl_record_attempts(rec) < (uint64_t)st->fail_attempts)) {
+        if (st->emit_before_fail) {
+            size_t n;
+            const void *d = sl_record_data(rec, &n);
+            sl_emit_raw(ctx, d, n);
+        }
         return sl_ctx_error(ctx, "%s is true (attempt %u)", st->fail,
                             sl_record_attempts(rec) + 1);
+    }
     size_t len;
     const void *data = sl_record_data(rec, &len);
     return sl_emit_raw(ctx, data, len);
