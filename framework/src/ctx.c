@@ -79,6 +79,7 @@ void sl__ctx_begin_record(sl_ctx_t *ctx, sl_record_t *rec,
     ctx->emitted = 0;
     ctx->prio_set = 0;
     ctx->has_err = 0;
+    ctx->err_final = 0;
 }
 
 void sl__ctx_end_call(sl_ctx_t *ctx)
@@ -118,6 +119,7 @@ void sl__ctx_begin_pull(sl_ctx_t *ctx, size_t budget)
     ctx->pull_ts = 0;
     ctx->prio_set = 0;
     ctx->has_err = 0;
+    ctx->err_final = 0;
 }
 
 void sl__ctx_begin_flush(sl_ctx_t *ctx)
@@ -128,6 +130,7 @@ void sl__ctx_begin_flush(sl_ctx_t *ctx)
     ctx->pull_ts = 0;
     ctx->prio_set = 0;
     ctx->has_err = 0;
+    ctx->err_final = 0;
 }
 
 /* ---- records ---- */
@@ -372,6 +375,18 @@ int sl_ctx_error(sl_ctx_t *ctx, const char *fmt, ...)
     vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
     va_end(ap);
     ctx->has_err = 1;
+    ctx->err_final = 0;
+    return -EINVAL;
+}
+
+int sl_ctx_fail(sl_ctx_t *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+    va_end(ap);
+    ctx->has_err = 1;
+    ctx->err_final = 1;
     return -EINVAL;
 }
 

@@ -67,6 +67,7 @@ struct sl_ctx {
     char *pos;               /* SL_POSITION_MAX bytes once positions_on */
     char err[512];
     int has_err;
+    int err_final;           /* sl_ctx_fail: no retry */
     msgpack_zone zone;
 };
 

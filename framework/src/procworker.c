@@ -347,7 +347,7 @@ static void s_record_failed(s_child_t *c, ppw_msg_t *m,
     uint32_t attempts = env->attempts + 1;
     if (!first_ns)
         first_ns = now;
-    if (attempts < c->stage->max_attempts) {
+    if (attempts < c->stage->max_attempts && !c->ctx.err_final) {
         sl_envelope_t again = *env;
         again.attempts = attempts;
         size_t n = c->retry_out.count;

@@ -139,12 +139,6 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
         if (!r->dl_batch)
             r->dl_batch = 1;
     }
-    if (r->n_workers > r->n_live && s->partition_by) {
-        s_err(err, errlen, "stage '%s': an elastic pool cannot keep "
-              "partition_by (keys would move between workers); give "
-              "workers a fixed number", s->name);
-        return -EINVAL;
-    }
     int rc = sl__worker_init_all(r, err, errlen);
     if (rc == 0 && s->lane == SL_LANE_PROCESS) {
         if (r->desc->kind == SL_STAGE_SOURCE) {

@@ -163,7 +163,7 @@ void sl__worker_record_failed(sl_worker_t *w, const sl_envelope_t *env,
     uint32_t attempts = env->attempts + 1;
     if (!first_ns)
         first_ns = now;
-    if (attempts < r->spec->max_attempts && payload) {
+    if (attempts < r->spec->max_attempts && payload && !w->ctx.err_final) {
         sl_envelope_t again = *env;
         again.attempts = attempts;
         uint32_t n = w->retry_out.count;

@@ -222,17 +222,17 @@ static int s_split(cp_state_t *st, sl_ctx_t *ctx, const msgpack_object *map,
         return sl_ctx_error(ctx, "field '%s': %s", st->o.field,
                             strerror(-rc));
     if (why)
-        return sl_ctx_error(ctx, "%sfield '%s': invalid CSV: %s",
-                            s_where(map, where, sizeof(where)), st->o.field,
-                            why);
+        return sl_ctx_fail(ctx, "%sfield '%s': invalid CSV: %s",
+                           s_where(map, where, sizeof(where)), st->o.field,
+                           why);
     if (r->rows > 1)
-        return sl_ctx_error(ctx, "%sfield '%s': holds %zu CSV rows, expected "
+        return sl_ctx_fail(ctx, "%sfield '%s': holds %zu CSV rows, expected "
                                  "one", s_where(map, where, sizeof(where)),
-                            st->o.field, r->rows);
+                           st->o.field, r->rows);
     if (r->first != st->o.ncols)
-        return sl_ctx_error(ctx, "%sfield '%s': expected %zu fields, got %zu",
-                            s_where(map, where, sizeof(where)), st->o.field,
-                            st->o.ncols, r->first);
+        return sl_ctx_fail(ctx, "%sfield '%s': expected %zu fields, got %zu",
+                           s_where(map, where, sizeof(where)), st->o.field,
+                           st->o.ncols, r->first);
     return 0;
 }
 
@@ -244,18 +244,18 @@ static int cp_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     uint32_t src;
 
     if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_error(ctx, "record is not a msgpack map");
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     const msgpack_object_kv *kv = map->via.map.ptr;
     uint32_t n = map->via.map.size;
     for (src = 0; src < n; src++)
         if (s_key_is(&kv[src].key, st->o.field, st->o.field_len))
             break;
     if (src == n)
-        return sl_ctx_error(ctx, "%sfield '%s' is missing",
-                            s_where(map, where, sizeof(where)), st->o.field);
+        return sl_ctx_fail(ctx, "%sfield '%s' is missing",
+                           s_where(map, where, sizeof(where)), st->o.field);
     if (kv[src].val.type != MSGPACK_OBJECT_STR)
-        return sl_ctx_error(ctx, "%sfield '%s' is not a string",
-                            s_where(map, where, sizeof(where)), st->o.field);
+        return sl_ctx_fail(ctx, "%sfield '%s' is not a string",
+                           s_where(map, where, sizeof(where)), st->o.field);
     int rc = s_split(st, ctx, map, kv[src].val.via.str.ptr,
                      kv[src].val.via.str.size);
     if (rc < 0)

@@ -157,7 +157,7 @@ static int missing(fields_t *f, sl_ctx_t *ctx, const char *op, const fpath_t *p)
 {
     if (!f->plan.strict)
         return 0;
-    return sl_ctx_error(ctx, "%s %s: field is missing (strict)", op, p->text);
+    return sl_ctx_fail(ctx, "%s %s: field is missing (strict)", op, p->text);
 }
 
 static int do_casts(fields_t *f, sl_ctx_t *ctx, msgpack_object *root)
@@ -176,8 +176,8 @@ static int do_casts(fields_t *f, sl_ctx_t *ctx, msgpack_object *root)
         char why[160];
         int rc = fields_cast(f->zone, v, c->type, &out, why, sizeof why);
         if (rc == -EINVAL)
-            return sl_ctx_error(ctx, "cast %s to %s: %s", p->text,
-                                fields_type_name(c->type), why);
+            return sl_ctx_fail(ctx, "cast %s to %s: %s", p->text,
+                               fields_type_name(c->type), why);
         if (rc < 0)
             return sl_ctx_error(ctx, "cast %s: out of memory", p->text);
         msgpack_object *parent = walk_mut(f, root, p, p->nseg - 1, &rc);

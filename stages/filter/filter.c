@@ -59,7 +59,7 @@ static int filter_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     const filter_t *f = state;
     const msgpack_object *map;
     if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_error(ctx, "record is not a msgpack map");
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     if (!expr_eval(f->expr, map))
         return 0;
     size_t len;

@@ -216,26 +216,26 @@ static int jp_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     uint32_t src;
 
     if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_error(ctx, "record is not a msgpack map");
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     for (src = 0; src < map->via.map.size; src++)
         if (s_key_is(&map->via.map.ptr[src].key, st->field, st->field_len))
             break;
     if (src == map->via.map.size)
-        return sl_ctx_error(ctx, "%sfield '%s' is missing",
-                            s_where(map, where, sizeof(where)), st->field);
+        return sl_ctx_fail(ctx, "%sfield '%s' is missing",
+                           s_where(map, where, sizeof(where)), st->field);
     const msgpack_object *val = &map->via.map.ptr[src].val;
     if (val->type != MSGPACK_OBJECT_STR)
-        return sl_ctx_error(ctx, "%sfield '%s' is %s, not a string",
-                            s_where(map, where, sizeof(where)), st->field,
-                            s_type_name(val));
+        return sl_ctx_fail(ctx, "%sfield '%s' is %s, not a string",
+                           s_where(map, where, sizeof(where)), st->field,
+                           s_type_name(val));
 
     st->scratch.size = 0;
     int rc = sl_json_decode(val->via.str.ptr, val->via.str.size, &st->spk,
                             err, sizeof(err));
     if (rc == -EBADMSG)
-        return sl_ctx_error(ctx, "%sfield '%s': invalid JSON: %s",
-                            s_where(map, where, sizeof(where)), st->field,
-                            err);
+        return sl_ctx_fail(ctx, "%sfield '%s': invalid JSON: %s",
+                           s_where(map, where, sizeof(where)), st->field,
+                           err);
     if (rc < 0)
         return sl_ctx_error(ctx, "field '%s': %s", st->field, strerror(-rc));
     if (st->target)
@@ -245,11 +245,11 @@ static int jp_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
         msgpack_object tmp = {.type = MSGPACK_OBJECT_NIL};
         (void)msgpack_unpack(st->scratch.data, st->scratch.size, NULL,
                        sl_record_zone(rec), &tmp);
-        return sl_ctx_error(ctx, "%sfield '%s': JSON value is %s, not an "
+        return sl_ctx_fail(ctx, "%sfield '%s': JSON value is %s, not an "
                                  "object (set 'target' to keep it under a "
                                  "key)",
-                            s_where(map, where, sizeof(where)), st->field,
-                            s_type_name(&tmp));
+                           s_where(map, where, sizeof(where)), st->field,
+                           s_type_name(&tmp));
     }
     return s_emit_merge(st, ctx, rec, map, src);
 }

@@ -556,7 +556,7 @@ static int lua_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     slua_t *s = state;
     const msgpack_object *map;
     if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_error(ctx, "record is not a msgpack map");
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     call_t call = {.s = s, .ctx = ctx, .rec = rec, .map = map};
     lua_State *L = s->L;
     slua_order_reset(&s->order);

@@ -198,9 +198,9 @@ static const char *s_kind(const msgpack_object *v)
 static int s_mismatch(sl_ctx_t *ctx, const sq_col_t *c,
                       const msgpack_object *v)
 {
-    return sl_ctx_error(ctx, "field '%s' for column '%s' (%s): got %s",
-                        c->field ? c->field : c->name, c->name,
-                        sq_type_name(c->type), s_kind(v));
+    return sl_ctx_fail(ctx, "field '%s' for column '%s' (%s): got %s",
+                       c->field ? c->field : c->name, c->name,
+                       sq_type_name(c->type), s_kind(v));
 }
 
 /* Binds parameter i from v. Booleans go into integer columns as 0/1 and
@@ -227,10 +227,10 @@ static int s_bind(sq_state_t *st, sl_ctx_t *ctx, size_t i,
         if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
             break;
         if (v->via.u64 > INT64_MAX)
-            return sl_ctx_error(ctx, "field '%s' for column '%s' (integer): "
-                                "%" PRIu64 " is out of range",
-                                c->field ? c->field : c->name, c->name,
-                                v->via.u64);
+            return sl_ctx_fail(ctx, "field '%s' for column '%s' (integer): "
+                               "%" PRIu64 " is out of range",
+                               c->field ? c->field : c->name, c->name,
+                               v->via.u64);
         return sqlite3_bind_int64(s, p, (int64_t)v->via.u64);
     case SQ_REAL:
         if (v->type == MSGPACK_OBJECT_FLOAT32 ||
@@ -275,7 +275,7 @@ static int sq_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     int rc;
 
     if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_error(ctx, "record is not a msgpack map");
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     for (size_t i = 0; i < st->o.ncols; i++) {
         const sq_col_t *c = &st->o.cols[i];
         const msgpack_object *v =
@@ -283,10 +283,10 @@ static int sq_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
                      : sl_map_getn(map, c->name, c->name_len);
         if (!v || v->type == MSGPACK_OBJECT_NIL) {
             if (c->required)
-                return sl_ctx_error(ctx, "field '%s' for column '%s' is "
-                                    "required but %s",
-                                    c->field ? c->field : c->name, c->name,
-                                    v ? "null" : "missing");
+                return sl_ctx_fail(ctx, "field '%s' for column '%s' is "
+                                   "required but %s",
+                                   c->field ? c->field : c->name, c->name,
+                                   v ? "null" : "missing");
             rc = sqlite3_bind_null(st->insert, (int)i + 1);
         } else {
             rc = s_bind(st, ctx, i, v);

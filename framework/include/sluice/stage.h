@@ -171,8 +171,15 @@ SL_API const char *sl_ctx_stage(const sl_ctx_t *ctx);
 SL_API unsigned sl_ctx_worker(const sl_ctx_t *ctx);  /* 0-based */
 SL_API unsigned sl_ctx_workers(const sl_ctx_t *ctx); /* pool size */
 /* Attaches a message to the failure of the current record; returns
- * -EINVAL so that `return sl_ctx_error(ctx, ...)` reads naturally. */
+ * -EINVAL so that `return sl_ctx_error(ctx, ...)` reads naturally. The
+ * record is tried again (with backoff) while the stage's
+ * retry.max_attempts allow: use this for errors that may pass (a service
+ * that did not answer). */
 SL_API int sl_ctx_error(sl_ctx_t *ctx, const char *fmt, ...) SL_PRINTF(2, 3);
+/* The same for an error no retry can fix (a field of the wrong type, a
+ * value out of range): the record is dead-lettered at once, its attempts
+ * counted as they are. */
+SL_API int sl_ctx_fail(sl_ctx_t *ctx, const char *fmt, ...) SL_PRINTF(2, 3);
 /* For sources that can resume: after emitting, records the position in
  * the input that follows the last record emitted by this worker (opaque
  * bytes, at most SL_POSITION_MAX; a file index and byte offset, say).
