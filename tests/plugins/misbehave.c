@@ -12,6 +12,7 @@
  *                       (a transient error that a retry gets past)
  *   emit_before_fail: true  emit the record, then fail it (its output
  *                       must not go on)
+ *   fail_final: true    fail with sl_ctx_fail (no retry) instead
  */
 #include <sluice/stage.h>
 
@@ -24,11 +25,12 @@ typedef struct mb_state {
     const char *crash, *abort_, *exit_, *hang, *fail;
     int64_t fail_attempts; /* 0: always */
     int emit_before_fail;
+    int fail_final;
 } mb_state_t;
 
 static const char *const mb_keys[] = {"crash_when", "abort_when", "exit_when",
                                       "hang_when", "fail_when", "fail_attempts",
-                                      "emit_before_fail",
+                                      "emit_before_fail", "fail_final",
                                       NULL};
 
 static int mb_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
@@ -44,7 +46,8 @@ static int mb_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
              sl_config_get_str(cfg, "fail_when", NULL, &st->fail) |
              sl_config_get_int(cfg, "fail_attempts", 0, &st->fail_attempts) |
              sl_config_get_bool(cfg, "emit_before_fail", 0,
-                                &st->emit_before_fail);
+                                &st->emit_before_fail) |
+             sl_config_get_bool(cfg, "fail_final", 0, &st->fail_final);
     if (rc) {
         free(st);
         return -EINVAL;
@@ -87,6 +90,8 @@ static int mb_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
             const void *d = sl_record_data(rec, &n);
             sl_emit_raw(ctx, d, n);
         }
+        if (st->fail_final)
+            return sl_ctx_fail(ctx, "%s is true, for good", st->fail);
         return sl_ctx_error(ctx, "%s is true (attempt %u)", st->fail,
                             sl_record_attempts(rec) + 1);
     }
