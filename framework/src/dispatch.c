@@ -221,7 +221,8 @@ static int s_deliver(sl_runner_t *r, sl_work_t **items, size_t n)
             items[k] = NULL;
             rc = -ENOMEM;
         }
-    if (n > 1)
+    /* an item for one worker's own queue must wake that worker */
+    if (n > 1 || (n == 1 && items[0] && items[0]->worker >= 0))
         pthread_cond_broadcast(&r->cv);
     else
         pthread_cond_signal(&r->cv);

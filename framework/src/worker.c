@@ -421,7 +421,8 @@ static void *s_consumer_main(void *arg)
 {
     sl_worker_t *w = arg;
     sl_runner_t *r = w->runner;
-    int partitioned = r->spec->partition_by != NULL;
+    /* the dispatcher partitions only between several workers */
+    int partitioned = r->spec->partition_by != NULL && r->n_workers > 1;
     for (;;) {
         pthread_mutex_lock(&r->mu);
         sl_prioq_t *q = partitioned ? &w->pq : &r->pq;
