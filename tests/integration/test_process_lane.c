@@ -43,7 +43,7 @@
 #if defined(__SANITIZE_ADDRESS__)
 /* Worker processes are sanitized too, and so is misbehave.so: UBSan
  * catches its NULL load before the CPU does and ends the worker with
- * exit code 1 (pinned in s_sanitizer_env). Everything is slower, too. */
+ * exit code 1 (pinned in sl_test_sanitizer_worker_env). Everything is slower, too. */
 #define CRASH_REASON "worker exited with status 1"
 #define CHAOS_N 100000u
 #define SLOW 3.0
@@ -108,19 +108,6 @@ static long rss_of(const char *statm)
         sscanf(buf, "%ld %ld", &size, &resident) != 2)
         return -1;
     return resident * sysconf(_SC_PAGESIZE);
-}
-
-static void s_sanitizer_env(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    /* Whatever the caller asked for, a sanitizer report in a worker must
-     * end it the same way, so that the reason text is known. */
-    const char *old = getenv("UBSAN_OPTIONS");
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s%sabort_on_error=0:exitcode=1",
-             old ? old : "", old && *old ? ":" : "");
-    setenv("UBSAN_OPTIONS", buf, 1);
-#endif
 }
 
 static sl_topology_t *load(const char *dir, const char *yaml)
@@ -436,7 +423,7 @@ static void *killer_main(void *arg)
 
 Test(process_lane, chaos_kill_workers_loses_nothing, .timeout = 240)
 {
-    s_sanitizer_env();
+    sl_test_sanitizer_worker_env();
     char *dir = sl_test_tmpdir();
     cr_assert_not_null(dir);
     char out[512], *yaml = NULL;
@@ -718,7 +705,7 @@ static const char *poison_flag(unsigned k)
 Test(process_lane, poison_records_are_dead_lettered, .timeout = 120)
 {
     enum { N = 2000 };
-    s_sanitizer_env();
+    sl_test_sanitizer_worker_env();
     lane_test_t lt;
     lane_setup(&lt);
     write_jsonl(lt.in, N, poison_flag);
@@ -762,7 +749,7 @@ static const char *hang_flag(unsigned k)
 Test(process_lane, hanging_record_times_out, .timeout = 120)
 {
     enum { N = 3000 };
-    s_sanitizer_env();
+    sl_test_sanitizer_worker_env();
     lane_test_t lt;
     lane_setup(&lt);
     write_jsonl(lt.in, N, hang_flag);
@@ -805,7 +792,7 @@ static const char *all_crash(unsigned k)
 Test(process_lane, respawn_backs_off_and_the_pool_stays_usable, .timeout = 120)
 {
     enum { N = 6 };
-    s_sanitizer_env();
+    sl_test_sanitizer_worker_env();
     lane_test_t lt;
     lane_setup(&lt);
     write_jsonl(lt.in, N, all_crash);

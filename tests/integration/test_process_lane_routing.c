@@ -41,17 +41,6 @@
 TestSuite(process_lane_routing, .init = sl_test_tmpdir_setup,
           .fini = sl_test_tmpdir_teardown);
 
-static void s_sanitizer_env(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    const char *old = getenv("UBSAN_OPTIONS");
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s%sabort_on_error=0:exitcode=1",
-             old ? old : "", old && *old ? ":" : "");
-    setenv("UBSAN_OPTIONS", buf, 1);
-#endif
-}
-
 static char *s_path(const char *name)
 {
     char *p = NULL;
@@ -128,7 +117,7 @@ static void summary_cell(sl_run_t *run, const char *stage, int col, char *out,
 Test(process_lane_routing, retry_then_success, .timeout = 120)
 {
     enum { N = 1000, BAD = N / 10 };
-    s_sanitizer_env();
+    sl_test_sanitizer_worker_env();
     char *in = s_path("in.jsonl"), *out = s_path("sums.txt"),
          *dl = s_path("dl-mb.jsonl"), *report = s_path("report.json");
     write_jsonl(in, N, bad_every_10);
@@ -220,7 +209,7 @@ static int dl_check(const sl_deadletter_entry_t *e, void *arg)
 Test(process_lane_routing, retries_exhausted_go_to_the_file, .timeout = 120)
 {
     enum { N = 500, BAD = N / 10 };
-    s_sanitizer_env();
+    sl_test_sanitizer_worker_env();
     char *in = s_path("in.jsonl"), *out = s_path("sums.txt"),
          *dl = s_path("dl-mb.jsonl");
     write_jsonl(in, N, bad_every_10);
@@ -291,7 +280,7 @@ static const char *bad_every_7(unsigned k)
 Test(process_lane_routing, dead_letters_to_a_stage, .timeout = 120)
 {
     enum { N = 700 };
-    s_sanitizer_env();
+    sl_test_sanitizer_worker_env();
     char *in = s_path("in.jsonl"), *out = s_path("sums.txt"),
          *dlq = s_path("dlq.jsonl");
     write_jsonl(in, N, bad_every_7);
@@ -401,7 +390,7 @@ static void pause_ms(long ms)
 Test(process_lane_routing, limit_shared_with_a_thread_lane, .timeout = 120)
 {
     enum { N = 300, SLEEP_US = 5000 };
-    s_sanitizer_env();
+    sl_test_sanitizer_worker_env();
     char *in = s_path("in.jsonl"), *out = s_path("sums.txt"),
          *counter = s_path("probe.bin");
     write_jsonl(in, N, NULL);
@@ -520,7 +509,7 @@ Test(process_lane_routing, killed_worker_does_not_leak_its_slot,
      .timeout = 120)
 {
     enum { N = 200, SLEEP_US = 20000 };
-    s_sanitizer_env();
+    sl_test_sanitizer_worker_env();
     char *in = s_path("in.jsonl"), *out = s_path("sums.txt"),
          *counter = s_path("probe.bin");
     write_jsonl(in, N, NULL);

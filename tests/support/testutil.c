@@ -377,3 +377,14 @@ void sl_test_expect_ids(const sl_test_sums_t *got,
                  "xor of ids %" PRIx64 ", want %" PRIx64, got->xor_,
                  want->xor_);
 }
+
+void sl_test_sanitizer_worker_env(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    const char *old = getenv("UBSAN_OPTIONS");
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s%sabort_on_error=0:exitcode=1",
+             old ? old : "", old && *old ? ":" : "");
+    setenv("UBSAN_OPTIONS", buf, 1);
+#endif
+}

@@ -43,6 +43,11 @@ const char *sl_test_cli(void);
  * returns the exit status (or -1). */
 int sl_test_run(const char *cmd, char **output);
 
+/* In a sanitizer build: whatever UBSAN_OPTIONS the caller set, a report
+ * in a worker process must end it with exit code 1, so that the reason a
+ * test reads is known. Nothing otherwise. */
+void sl_test_sanitizer_worker_env(void);
+
 /* Seconds on the monotonic clock, for timing and bounded waits. */
 double sl_test_now(void);
 /* Waits at most timeout_s seconds for child pid to end. Returns its exit
