@@ -6,6 +6,7 @@
 #include "run.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,8 @@ typedef struct s_opts {
     const char *report;
     int quiet;
     long grace_ms; /* --grace, or -1: the topology's */
+    const char *workers[16]; /* --workers STAGE=N, applied after loading */
+    size_t n_workers;
     sl_cli_run_t metrics; /* only .metrics and .metrics_linger_ms */
 } s_opts_t;
 
@@ -57,6 +60,13 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
                 return -EINVAL;
             }
             i++;
+        } else if (strcmp(a, "--workers") == 0 && next) {
+            if (o->n_workers == sizeof(o->workers) / sizeof(o->workers[0])) {
+                fprintf(stderr, "sluice run: too many --workers options\n");
+                return -EINVAL;
+            }
+            o->workers[o->n_workers++] = next;
+            i++;
         } else if ((rc = sl_cli_log_option("sluice run", a, next)) != 0) {
             if (rc < 0)
                 return rc;
@@ -75,7 +85,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
     }
     if (!o->file) {
         fprintf(stderr, "usage: sluice run FILE [--report OUT.json] [--quiet] "
-                        "[--grace DURATION] [--log-level LEVEL] "
+                        "[--grace DURATION] [--workers STAGE=N]... "
+                        "[--log-level LEVEL] "
                         "[--log-format logfmt|json] [--metrics ADDR] "
                         "[--metrics-linger SECONDS]\n");
         return -EINVAL;
@@ -318,6 +329,31 @@ out:
     return code;
 }
 
+/* "STAGE=N": a fixed pool of N for STAGE, whatever the file says. */
+static int s_apply_workers(sl_topology_t *topo, const char *arg)
+{
+    const char *eq = strrchr(arg, '=');
+    char *end = NULL;
+    unsigned long n = 0;
+    if (eq && eq != arg) {
+        errno = 0;
+        n = strtoul(eq + 1, &end, 10);
+    }
+    if (!eq || eq == arg || end == eq + 1 || *end || errno || n > UINT_MAX) {
+        fprintf(stderr, "sluice run: --workers wants STAGE=N, got '%s'\n",
+                arg);
+        return -EINVAL;
+    }
+    char stage[256];
+    snprintf(stage, sizeof(stage), "%.*s", (int)(eq - arg), arg);
+    char err[512];
+    int rc = sl__topology_set_workers(topo, stage, (unsigned)n, err,
+                                      sizeof(err));
+    if (rc)
+        fprintf(stderr, "sluice run: --workers: %s\n", err);
+    return rc;
+}
+
 int sl_cmd_run(int argc, char **argv)
 {
     s_opts_t o;
@@ -334,6 +370,13 @@ int sl_cmd_run(int argc, char **argv)
     }
     sl__diag_print(&diag, stderr); /* warnings */
     sl__diag_fini(&diag);
+
+    for (size_t i = 0; i < o.n_workers; i++) {
+        if (s_apply_workers(topo, o.workers[i]) != 0) {
+            sl__topology_destroy(&topo);
+            return SL_EXIT_USAGE;
+        }
+    }
 
     sl_cli_run_t ro = {.cmd = "sluice run", .report = o.report,
                        .quiet = o.quiet, .grace_ms = o.grace_ms,

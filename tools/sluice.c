@@ -22,7 +22,7 @@ static void s_usage(FILE *f)
             "\n"
             "commands:\n"
             "  run FILE [--report OUT.json] [--quiet] [--grace DURATION]\n"
-            "           [--log-level LEVEL]\n"
+            "           [--workers STAGE=N]... [--log-level LEVEL]\n"
             "           [--log-format logfmt|json]\n"
             "           [--metrics ADDR] [--metrics-linger SECONDS]\n"
             "                     run a topology to the end of its input\n"

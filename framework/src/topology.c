@@ -582,3 +582,24 @@ long sl__topology_find(const sl_topology_t *topo, const char *name)
             return (long)i;
     return -1;
 }
+
+int sl__topology_set_workers(sl_topology_t *topo, const char *stage,
+                             unsigned n, char *err, size_t errlen)
+{
+    long i = sl__topology_find(topo, stage);
+    if (i < 0) {
+        snprintf(err, errlen, "no stage '%s' in %s", stage, topo->path);
+        return -ENOENT;
+    }
+    sl_topo_stage_t *s = &topo->stages[i];
+    unsigned max = s->plugin->desc->max_workers;
+    if (n < 1 || n > SL_TOPO_MAX_WORKERS || (max && n > max)) {
+        snprintf(err, errlen, "stage '%s': %u workers is outside 1..%u "
+                 "(plugin '%s')", stage, n,
+                 max ? max : SL_TOPO_MAX_WORKERS, s->plugin_name);
+        return -EINVAL;
+    }
+    s->workers = s->workers_min = s->workers_max = n;
+    s->workers_auto = 0;
+    return 0;
+}

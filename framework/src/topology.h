@@ -51,6 +51,8 @@ typedef struct sl_topo_resource {
     uint32_t limit;
 } sl_topo_resource_t;
 
+#define SL_TOPO_MAX_WORKERS 1024u
+
 typedef struct sl_topo_stage {
     char *name;
     char *plugin_name;
@@ -123,5 +125,12 @@ void sl__topology_destroy(sl_topology_t **topo);
 
 /* Index of a stage by name, or -1. */
 long sl__topology_find(const sl_topology_t *topo, const char *name);
+
+/* Overrides a stage's pool with a fixed size (`sluice run --workers`,
+ * `sluice tune`). -ENOENT for an unknown stage, -EINVAL for a size outside
+ * 1..the plugin's max_workers (or SL_TOPO_MAX_WORKERS); the reason goes
+ * into err. */
+int sl__topology_set_workers(sl_topology_t *topo, const char *stage,
+                             unsigned n, char *err, size_t errlen);
 
 #endif

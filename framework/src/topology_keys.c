@@ -16,7 +16,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#define SL_TOPO_MAX_WORKERS 1024u
 #define SL_TOPO_MAX_QUEUE (1u << 24)
 #define SL_TOPO_MAX_BATCH 4096u
 #define SL_TOPO_DEFAULT_QUEUE 1024u

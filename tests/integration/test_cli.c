@@ -179,6 +179,50 @@ Test(cli, run_writes_the_report, .timeout = 60)
     sl_test_rmtree(dir);
 }
 
+/* --workers STAGE=N fixes a pool whatever the file says; a bad stage, a
+ * bad number or one over the limit is a usage error naming it. */
+Test(cli, workers_override, .timeout = 60)
+{
+    char *dir = sl_test_tmpdir();
+    cr_assert_not_null(dir);
+    char report[512], args[1024];
+    snprintf(report, sizeof(report), "%s/report.json", dir);
+    snprintf(args, sizeof(args), "run '%s' -q --workers keep=5 --report '%s'",
+             VALID, report);
+    char *out;
+    int code = cli(&out, args, "2>&1");
+    cr_assert_eq(code, 0, "exit %d:\n%s", code, out);
+    free(out);
+    json_error_t jerr;
+    json_t *root = json_load_file(report, 0, &jerr);
+    cr_assert_not_null(root, "%s", jerr.text);
+    json_t *keep = stage_at(json_object_get(root, "stages"), 1, "keep",
+                            "transform");
+    cr_expect_eq(num(keep, "workers"), 5);
+    cr_expect_eq(num(keep, "out"), 1250);
+    json_decref(root);
+
+    static const struct {
+        const char *arg, *want;
+    } bad[] = {
+        {"nope=2", "sluice run: --workers: no stage 'nope' in "},
+        {"keep=x", "sluice run: --workers wants STAGE=N, got 'keep=x'"},
+        {"keep", "sluice run: --workers wants STAGE=N, got 'keep'"},
+        {"keep=0", "stage 'keep': 0 workers is outside 1..1024 (plugin "
+                   "'filter')"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(args, sizeof(args), "run '%s' -q --workers %s", VALID,
+                 bad[i].arg);
+        code = cli(&out, args, "2>&1");
+        cr_expect_eq(code, 2, "%s: exit %d", bad[i].arg, code);
+        cr_expect_not_null(strstr(out, bad[i].want), "%s: %s", bad[i].arg,
+                           out);
+        free(out);
+    }
+    sl_test_rmtree(dir);
+}
+
 Test(cli, unknown_command_is_a_usage_error, .timeout = 60)
 {
     char *out;
