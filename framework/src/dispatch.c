@@ -4,6 +4,7 @@
 #include "failure.h"
 #include "run.h"
 #include "spill.h"
+#include "tap.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -540,6 +541,14 @@ static void s_shed(sl_runner_t *r, size_t o, const sl_done_t *d)
     r->link_shed[o] += d->count;
 }
 
+/* A copy for the taps on this link, before the buffer goes to ZeroMQ. */
+static inline void s_tap(sl_runner_t *r, size_t o, const sl_done_t *d)
+{
+    if (sl__taps_on(r->run->taps, r->index))
+        sl__taps_batch(r->run->taps, r->index, r->spec->outputs[o], d->buf,
+                       d->len);
+}
+
 /* Sends the head of the pending list if credit allows. 1 sent, 0 blocked,
  * negative on error. Ownership of the buffer passes to ZeroMQ. */
 static int s_send_head(sl_runner_t *r, sl_done_t *d)
@@ -550,6 +559,7 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
             size_t o = (r->rr_next + k) % n_out;
             if (!sl__credit_tx_can_send(&r->tx[o], d->count))
                 continue;
+            s_tap(r, o, d);
             zmq_msg_t m;
             if (zmq_msg_init_data(&m, d->buf, d->len, s_free_plain, NULL))
                 return -ENOMEM;
@@ -586,6 +596,7 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
         size_t o = 0;
         while (!sl__credit_tx_can_send(&r->tx[o], d->count))
             o++;
+        s_tap(r, o, d);
         zmq_msg_t m;
         if (zmq_msg_init_data(&m, d->buf, d->len, s_free_plain, NULL))
             return -ENOMEM;
@@ -603,6 +614,7 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
     for (size_t o = 0; o < n_out; o++) {
         if (!sl__credit_tx_can_send(&r->tx[o], d->count))
             continue; /* shed above */
+        s_tap(r, o, d);
         zmq_msg_t m;
         zmq_msg_init_data(&m, sh->buf, d->len, s_free_shared, sh);
         r->tx[o].credit -= d->count;

@@ -1,6 +1,8 @@
 #include "metrics_http.h"
 #include "log.h"
 #include "metrics.h"
+#include "run.h"
+#include "tap.h"
 
 #include <microhttpd.h>
 
@@ -10,6 +12,7 @@
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +174,66 @@ static const char s_index[] =
     "<html><body>sluice: metrics at <a href=\"/metrics\">/metrics</a>"
     "</body></html>\n";
 
+/* POST /tap?link=A>B&endpoint=E starts a tap (tap.h); DELETE /tap/ID ends
+ * it. The metrics address is loopback unless the user wrote out another,
+ * so this is as private as the numbers beside it. */
+static enum MHD_Result s_tap(sl_metrics_server_t *srv,
+                             struct MHD_Connection *c, const char *url,
+                             const char *method)
+{
+    char err[512], body[600];
+    if (strcmp(method, MHD_HTTP_METHOD_POST) == 0 && strcmp(url, "/tap") == 0) {
+        const char *link =
+            MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "link");
+        const char *ep =
+            MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "endpoint");
+        if (!link || !ep)
+            return s_text(c, MHD_HTTP_BAD_REQUEST,
+                          "want POST /tap?link=A>B&endpoint=ZMQ_ENDPOINT\n");
+        unsigned id;
+        int rc = sl__taps_add(srv->run->taps, link, ep, &id, err,
+                              sizeof(err));
+        unsigned status = rc == 0             ? MHD_HTTP_CREATED
+                          : rc == -ENOENT     ? MHD_HTTP_NOT_FOUND
+                          : rc == -EBUSY      ? MHD_HTTP_TOO_MANY_REQUESTS
+                          : rc == -ESHUTDOWN  ? MHD_HTTP_CONFLICT
+                          : rc == -EINVAL     ? MHD_HTTP_BAD_REQUEST
+                                              : MHD_HTTP_INTERNAL_SERVER_ERROR;
+        if (rc == 0)
+            snprintf(body, sizeof(body), "%u\n", id);
+        else
+            snprintf(body, sizeof(body), "%s\n", err);
+        char *copy = strdup(body);
+        if (!copy)
+            return MHD_NO;
+        return s_reply(c, status, "text/plain; charset=utf-8", copy,
+                       strlen(copy), MHD_RESPMEM_MUST_FREE);
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_DELETE) == 0 &&
+        strncmp(url, "/tap/", 5) == 0) {
+        char *end;
+        unsigned long id = strtoul(url + 5, &end, 10);
+        if (end == url + 5 || *end || id > UINT32_MAX)
+            return s_text(c, MHD_HTTP_BAD_REQUEST, "want DELETE /tap/ID\n");
+        if (sl__taps_remove(srv->run->taps, (unsigned)id) != 0)
+            return s_text(c, MHD_HTTP_NOT_FOUND, "no such tap\n");
+        return s_text(c, MHD_HTTP_OK, "tap ended\n");
+    }
+    static const char msg[] = "method not allowed: POST /tap, DELETE "
+                              "/tap/ID\n";
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        sizeof(msg) - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; charset=utf-8");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "POST, DELETE");
+    enum MHD_Result rc =
+        MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
 static enum MHD_Result s_handle(void *cls, struct MHD_Connection *c,
                                 const char *url, const char *method,
                                 const char *version, const char *upload,
@@ -178,9 +241,20 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *c,
 {
     (void)version;
     (void)upload;
-    (void)upload_len;
-    (void)req_cls;
     sl_metrics_server_t *srv = cls;
+    static int s_seen;
+    if (strcmp(url, "/tap") == 0 || strncmp(url, "/tap/", 5) == 0) {
+        /* Answer once the (ignored) body is in, as HTTP/1.1 wants. */
+        if (!*req_cls) {
+            *req_cls = &s_seen;
+            return MHD_YES;
+        }
+        if (*upload_len) {
+            *upload_len = 0;
+            return MHD_YES;
+        }
+        return s_tap(srv, c, url, method);
+    }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
         strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return s_text(c, MHD_HTTP_METHOD_NOT_ALLOWED,

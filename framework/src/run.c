@@ -1,4 +1,5 @@
 #include "run.h"
+#include "tap.h"
 #include "deadletter.h"
 #include "endian.h"
 #include "log.h"
@@ -212,7 +213,9 @@ sl_run_t *sl__run_new(const sl_topology_t *topo, char *err, size_t errlen)
     run->id = run->id * 100000ul + (unsigned long)getpid() % 100000ul;
     run->zctx = zmq_ctx_new();
     run->runners = calloc(topo->n_stages, sizeof(*run->runners));
-    if (!run->zctx || !run->runners) {
+    if (run->zctx)
+        run->taps = sl__taps_new(topo, run->zctx);
+    if (!run->zctx || !run->runners || !run->taps) {
         s_err(err, errlen, "out of memory");
         goto fail;
     }
@@ -279,6 +282,7 @@ int sl__run_wait(sl_run_t *run)
     }
     for (size_t i = 0; i < run->n_runners; i++)
         sl__worker_join_all(&run->runners[i]);
+    sl__taps_close(run->taps); /* nothing more crosses a link */
     if (!atomic_load(&run->t_end))
         atomic_store(&run->t_end, sl_mono_ns());
     int failed = atomic_load(&run->failed) || atomic_load(&run->aborting);
@@ -397,6 +401,7 @@ void sl__run_destroy(sl_run_t **runp)
     sl__resources_destroy(&run->resources);
     sl__spill_close(run);
     sl__ckpt_destroy(&run->ckpt);
+    sl__taps_destroy(&run->taps); /* its sockets, before the context */
     pthread_mutex_destroy(&run->spill_mu);
     if (run->zctx)
         zmq_ctx_term(run->zctx);

@@ -68,6 +68,7 @@ struct sl_run {
     atomic_int no_commit; /* a sink could not sync: commit nothing more */
     sl_resources_t *resources; /* `resources:`, shared with worker processes */
     sl_ckpt_t *ckpt;           /* `state_dir:`: committed positions */
+    struct sl_taps *taps;      /* copies of links for `sluice record` */
     /* Shutdown: past the grace period everything in flight is spilled. */
     atomic_int spilling;
     pthread_mutex_t spill_mu;

@@ -36,110 +36,14 @@ static char *s_path(const char *name)
 /* `sluice run` with args (NULL-terminated), stdout and stderr to log. */
 static pid_t s_spawn(const char *log, const char *const *args)
 {
-    const char *argv[24] = {"sluice", "run"};
-    size_t n = 2;
-    for (; args[n - 2]; n++) {
+    const char *argv[24] = {"run"};
+    size_t n = 1;
+    for (; args[n - 1]; n++) {
         cr_assert_lt(n, 23);
-        argv[n] = args[n - 2];
+        argv[n] = args[n - 1];
     }
     argv[n] = NULL;
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || chdir(sl_test_dir()) != 0)
-            _exit(126);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execv(sl_test_cli(), (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Waits at most timeout_s for log to contain what; returns the log then
- * (malloc'd), asserting that it came. */
-static char *s_wait_log(const char *log, const char *what, double timeout_s)
-{
-    const struct timespec tick = {0, 5 * 1000 * 1000};
-    double end = sl_test_now() + timeout_s;
-    for (;;) {
-        char *text = sl_test_read_file(log, NULL);
-        if (text && strstr(text, what))
-            return text;
-        if (sl_test_now() > end)
-            cr_assert_fail("no '%s' in the log after %.0f s:\n%s", what,
-                           timeout_s, text ? text : "(no log)");
-        free(text);
-        nanosleep(&tick, NULL);
-    }
-}
-
-/* The port of "metrics on http://HOST:PORT/metrics", HOST as given. */
-static unsigned s_port(const char *log_text, const char *host)
-{
-    char want[96];
-    snprintf(want, sizeof(want), "metrics on http://%s:", host);
-    const char *p = strstr(log_text, want);
-    cr_assert_not_null(p, "no '%s' in:\n%s", want, log_text);
-    unsigned port = 0;
-    char rest[16] = "";
-    cr_assert_eq(sscanf(p + strlen(want), "%u%15[^\"\n]", &port, rest), 2);
-    cr_assert_str_eq(rest, "/metrics");
-    cr_assert(port > 0 && port < 65536, "port %u", port);
-    return port;
-}
-
-typedef struct s_resp {
-    int status;
-    char *head; /* status line and headers */
-    char *body;
-} s_resp_t;
-
-static void s_resp_free(s_resp_t *r)
-{
-    free(r->head);
-    free(r->body);
-}
-
-/* One HTTP/1.0 request to 127.0.0.1:port; the server closes after it. */
-static s_resp_t s_http(unsigned port, const char *method, const char *path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0,
-                 "connect to port %u: %s", port, strerror(errno));
-    char req[256];
-    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: test\r\n"
-                     "Content-Length: 0\r\n\r\n", method, path);
-    cr_assert_eq(write(fd, req, (size_t)n), n);
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    cr_assert_not_null(buf);
-    for (;;) {
-        if (len + 4096 > cap)
-            cr_assert_not_null(buf = realloc(buf, cap *= 2));
-        ssize_t got = read(fd, buf + len, cap - len - 1);
-        cr_assert_geq(got, 0, "read: %s", strerror(errno));
-        if (got == 0)
-            break;
-        len += (size_t)got;
-    }
-    close(fd);
-    buf[len] = '\0';
-    char *sep = strstr(buf, "\r\n\r\n");
-    cr_assert_not_null(sep, "no end of headers in:\n%s", buf);
-    *sep = '\0';
-    s_resp_t r = {0, strdup(buf), strdup(sep + 4)};
-    cr_assert_eq(sscanf(buf, "HTTP/1.%*d %d", &r.status), 1, "%s", buf);
-    free(buf);
-    return r;
+    return sl_test_spawn_cli(log, argv);
 }
 
 /* ---- the real parser ---------------------------------------------------- */
@@ -310,43 +214,43 @@ Test(metrics, final_scrape_matches_the_report, .timeout = 120,
                           "--metrics-linger", "60", "--report", report, NULL};
     double t0 = sl_test_now();
     pid_t pid = s_spawn(log, args);
-    char *text = s_wait_log(log, "metrics on http://", 30);
-    unsigned port = s_port(text, "127.0.0.1");
+    char *text = sl_test_wait_log(log, "metrics on http://", 30);
+    unsigned port = sl_test_metrics_port(text, "127.0.0.1");
     free(text);
     /* The summary's last line, then the linger notice: the run is over,
      * the numbers are final. */
-    text = s_wait_log(log, "metrics stay on http://", 60);
+    text = sl_test_wait_log(log, "metrics stay on http://", 60);
     cr_assert_not_null(strstr(text, "records: 2030 read, 1750 delivered, "
                                     "250 filtered, 30 dead-lettered"), "%s",
                        text);
     free(text);
 
-    s_resp_t r = s_http(port, "GET", "/metrics");
+    sl_test_http_t r = sl_test_http(port, "GET", "/metrics");
     cr_assert_eq(r.status, 200, "%s", r.head);
     cr_assert_not_null(strstr(r.head, "\r\nContent-Type: text/plain; "
                                       "version=0.0.4; charset=utf-8"),
                        "%s", r.head);
     char *metrics = r.body;
     r.body = NULL;
-    s_resp_free(&r);
+    sl_test_http_free(&r);
 
-    r = s_http(port, "GET", "/nope");
+    r = sl_test_http(port, "GET", "/nope");
     cr_assert_eq(r.status, 404);
     cr_assert_str_eq(r.body, "not found: try /metrics\n");
-    s_resp_free(&r);
-    r = s_http(port, "POST", "/metrics");
+    sl_test_http_free(&r);
+    r = sl_test_http(port, "POST", "/metrics");
     cr_assert_eq(r.status, 405);
     cr_assert_not_null(strstr(r.head, "\r\nAllow: GET, HEAD"), "%s", r.head);
-    s_resp_free(&r);
-    r = s_http(port, "GET", "/");
+    sl_test_http_free(&r);
+    r = sl_test_http(port, "GET", "/");
     cr_assert_eq(r.status, 200);
     cr_assert_not_null(strstr(r.head, "\r\nContent-Type: text/html"));
     cr_assert_not_null(strstr(r.body, "<a href=\"/metrics\">"), "%s", r.body);
-    s_resp_free(&r);
-    r = s_http(port, "HEAD", "/metrics");
+    sl_test_http_free(&r);
+    r = sl_test_http(port, "HEAD", "/metrics");
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "");
-    s_resp_free(&r);
+    sl_test_http_free(&r);
 
     /* A signal ends the linger at once. */
     cr_assert_eq(kill(pid, SIGTERM), 0);
@@ -467,21 +371,21 @@ Test(metrics, live_scrape_while_running, .timeout = 120,
     char *log = s_path("run.log");
     const char *args[] = {topo, "--metrics", "127.0.0.1:0", NULL};
     pid_t pid = s_spawn(log, args);
-    char *text = s_wait_log(log, "metrics on http://", 30);
-    unsigned port = s_port(text, "127.0.0.1");
+    char *text = sl_test_wait_log(log, "metrics on http://", 30);
+    unsigned port = sl_test_metrics_port(text, "127.0.0.1");
     free(text);
 
     double first = -1, end = sl_test_now() + 30;
     const struct timespec tick = {0, 20 * 1000 * 1000};
     for (;;) {
-        s_resp_t r = s_http(port, "GET", "/metrics");
+        sl_test_http_t r = sl_test_http(port, "GET", "/metrics");
         cr_assert_eq(r.status, 200);
         char *listing = s_parse(r.body);
         double read = s_val(listing, "sluice_records_read_total", "stage=gen");
         cr_assert_lt(read, 1000000);
         cr_assert_gt(s_val(listing, "sluice_run_elapsed_seconds", "-"), 0);
         free(listing);
-        s_resp_free(&r);
+        sl_test_http_free(&r);
         if (first < 0 && read > 0)
             first = read;
         else if (first >= 0 && read > first)
@@ -529,20 +433,20 @@ Test(metrics, empty_host_listens_on_loopback_only, .timeout = 60,
     const char *args[] = {topo, "--metrics", ":0", "--metrics-linger", "60",
                           "--quiet", NULL};
     pid_t pid = s_spawn(log, args);
-    char *text = s_wait_log(log, "metrics stay on http://", 30);
-    unsigned port = s_port(text, "127.0.0.1");
+    char *text = sl_test_wait_log(log, "metrics stay on http://", 30);
+    unsigned port = sl_test_metrics_port(text, "127.0.0.1");
     free(text);
     char addr[64] = "";
     cr_assert_eq(s_listening("/proc/net/tcp", port, addr, sizeof(addr)), 1);
     cr_assert_str_eq(addr, "0100007F"); /* 127.0.0.1, little-endian hex */
     cr_assert_eq(s_listening("/proc/net/tcp6", port, addr, sizeof(addr)), 0,
                  "also on IPv6 %s", addr);
-    s_resp_t r = s_http(port, "GET", "/metrics");
+    sl_test_http_t r = sl_test_http(port, "GET", "/metrics");
     cr_assert_eq(r.status, 200);
     /* 10 records, 2 of them (seq 0, 8) from the US */
     cr_assert_not_null(strstr(r.body, "\nsluice_records_in_total{stage="
                                       "\"sums\"} 8\n"), "%s", r.body);
-    s_resp_free(&r);
+    sl_test_http_free(&r);
     cr_assert_eq(kill(pid, SIGINT), 0);
     cr_assert_eq(sl_test_wait_exit(pid, 20), 0);
     free(log);

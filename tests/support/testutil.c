@@ -5,7 +5,14 @@
 
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -387,4 +394,112 @@ void sl_test_sanitizer_worker_env(void)
              old ? old : "", old && *old ? ":" : "");
     setenv("UBSAN_OPTIONS", buf, 1);
 #endif
+}
+
+pid_t sl_test_spawn_cli(const char *log, const char *const *args)
+{
+    const char *argv[40] = {"sluice"};
+    size_t n = 1;
+    for (; args[n - 1]; n++) {
+        cr_assert_lt(n, 39, "too many arguments");
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
+        if (chdir(sl_test_dir()) != 0)
+            _exit(126);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            _exit(126);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(sl_test_cli(), (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+char *sl_test_wait_log(const char *log, const char *what, double timeout_s)
+{
+    const struct timespec tick = {0, 5 * 1000 * 1000};
+    double end = sl_test_now() + timeout_s;
+    char path[4096];
+    if (log[0] == '/')
+        snprintf(path, sizeof(path), "%s", log);
+    else
+        snprintf(path, sizeof(path), "%s/%s", sl_test_dir(), log);
+    for (;;) {
+        char *text = sl_test_read_file(path, NULL);
+        if (text && strstr(text, what))
+            return text;
+        if (sl_test_now() > end)
+            cr_assert_fail("no '%s' in the log after %.0f s:\n%s", what,
+                           timeout_s, text ? text : "(no log)");
+        free(text);
+        nanosleep(&tick, NULL);
+    }
+}
+
+unsigned sl_test_metrics_port(const char *log_text, const char *host)
+{
+    char want[96];
+    snprintf(want, sizeof(want), "metrics on http://%s:", host);
+    const char *p = strstr(log_text, want);
+    cr_assert_not_null(p, "no '%s' in:\n%s", want, log_text);
+    unsigned port = 0;
+    char rest[16] = "";
+    cr_assert_eq(sscanf(p + strlen(want), "%u%15[^\"\n]", &port, rest), 2);
+    cr_assert_str_eq(rest, "/metrics");
+    cr_assert(port > 0 && port < 65536, "port %u", port);
+    return port;
+}
+
+void sl_test_http_free(sl_test_http_t *r)
+{
+    free(r->head);
+    free(r->body);
+    r->head = r->body = NULL;
+}
+
+sl_test_http_t sl_test_http(unsigned port, const char *method,
+                            const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0,
+                 "connect to port %u: %s", port, strerror(errno));
+    char req[2048];
+    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: test\r\n"
+                     "Content-Length: 0\r\n\r\n", method, path);
+    cr_assert(n > 0 && (size_t)n < sizeof(req));
+    cr_assert_eq(write(fd, req, (size_t)n), n);
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    cr_assert_not_null(buf);
+    for (;;) {
+        if (len + 4096 > cap)
+            cr_assert_not_null(buf = realloc(buf, cap *= 2));
+        ssize_t got = read(fd, buf + len, cap - len - 1);
+        cr_assert_geq(got, 0, "read: %s", strerror(errno));
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    close(fd);
+    buf[len] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    cr_assert_not_null(sep, "no end of headers in:\n%s", buf);
+    *sep = '\0';
+    sl_test_http_t r = {0, strdup(buf), strdup(sep + 4)};
+    cr_assert_eq(sscanf(buf, "HTTP/1.%*d %d", &r.status), 1, "%s", buf);
+    free(buf);
+    return r;
 }

@@ -55,6 +55,26 @@ double sl_test_now(void);
  * kills it and returns -1. */
 int sl_test_wait_exit(pid_t pid, double timeout_s);
 
+/* Starts the CLI with argv[1..] = args (NULL-terminated: the subcommand
+ * first), in sl_test_dir(), stdout and stderr to log (relative to that
+ * directory or absolute). The child dies with the test. */
+pid_t sl_test_spawn_cli(const char *log, const char *const *args);
+/* Waits at most timeout_s for the file log to contain what; returns its
+ * text then (malloc'd), asserting that it came. */
+char *sl_test_wait_log(const char *log, const char *what, double timeout_s);
+/* The port of "metrics on http://HOST:PORT/metrics" in a run's log. */
+unsigned sl_test_metrics_port(const char *log_text, const char *host);
+
+/* One HTTP/1.0 request to 127.0.0.1:port with an empty body. */
+typedef struct sl_test_http {
+    int status;
+    char *head; /* status line and headers */
+    char *body;
+} sl_test_http_t;
+sl_test_http_t sl_test_http(unsigned port, const char *method,
+                            const char *path);
+void sl_test_http_free(sl_test_http_t *r);
+
 /* Waits at most timeout_s seconds for path to hold at least lines lines;
  * 1 once it does, 0 if it never did. */
 int sl_test_wait_lines(const char *path, long lines, double timeout_s);
