@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "cmd_dlq.h"
 #include "cmd_graph.h"
+#include "cmd_test.h"
 #include "cmd_top.h"
 #include "procpool.h"
 
@@ -40,6 +41,8 @@ static void s_usage(FILE *f)
             "                     send a dead-letter file's records through "
             "stage S\n"
             "                     of topology T and what is downstream of it\n"
+            "  test FILE_test.yaml... [--verbose] [--filter SUBSTRING]\n"
+            "                     run the cases of YAML stage/topology tests\n"
             "  plugins            list the stage plugins found\n"
             "  version            print the version\n"
             "\n"
@@ -73,6 +76,8 @@ int main(int argc, char **argv)
         return sl_cmd_graph(argc - 1, argv + 1);
     if (strcmp(cmd, "dlq") == 0)
         return sl_cmd_dlq(argc - 1, argv + 1);
+    if (strcmp(cmd, "test") == 0)
+        return sl_cmd_test(argc - 1, argv + 1);
     if (strcmp(cmd, "plugins") == 0)
         return sl_cmd_plugins(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

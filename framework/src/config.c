@@ -191,6 +191,11 @@ const char *sl__config_file(const sl_config_t *node)
     return node ? node->doc->name : "";
 }
 
+int sl__config_is_binary(const sl_config_t *node)
+{
+    return node && node->binary;
+}
+
 const sl_config_t *sl__config_key_node_at(const sl_config_t *map, size_t i)
 {
     if (!map || map->type != SL_CONFIG_MAP || i >= map->len)

@@ -14,7 +14,7 @@ typedef struct sl_config_doc sl_config_doc_t;
 
 /* Plain scalars resolve as in the YAML 1.2 core schema (null/~, true/false,
  * decimal/0x/0o integers with an optional sign, floats with .inf/.nan);
- * quoted and block scalars are strings. Aliases share the anchored node.
+ * quoted and block scalars are strings, and so are `!!binary` ones. Aliases share the anchored node.
  *
  * The sl_config_get_* readers of <sluice/stage.h> accept any non-null
  * scalar for a string or a path (its text as written); an explicit null
@@ -59,6 +59,9 @@ const sl_config_t *sl__config_key_node_at(const sl_config_t *map, size_t i);
  * errors about it still point somewhere useful. NULL on allocation failure. */
 const sl_config_t *sl__config_empty_map(sl_config_doc_t *doc,
                                         const sl_config_t *at);
+/* Whether a scalar was tagged `!!binary`: it is then a string whose text
+ * is the base64 as written (line breaks included), which nothing checks. */
+int sl__config_is_binary(const sl_config_t *node);
 /* "null", "boolean", "integer", "number", "string", "sequence", "map". */
 const char *sl__config_type_name(sl_config_type_t type);
 

@@ -23,6 +23,7 @@ struct sl_config {
     size_t len, cap;
     size_t weight;       /* nodes in this subtree with aliases expanded */
     bool plain;          /* an unquoted scalar */
+    bool binary;         /* a `!!binary` scalar: text is its base64 */
     bool open;           /* a collection still being built */
 };
 

@@ -280,6 +280,13 @@ static void s_scalar_tag(s_builder_t *b, sl_config_t *n, const char *tag)
         n->type = SL_CONFIG_STRING;
         return;
     }
+    /* Kept as its base64 text, so that a plugin reading it as a string
+     * sees what was written; test files turn it into bytes. */
+    if (strcmp(tag, S_TAG "binary") == 0) {
+        n->type = SL_CONFIG_STRING;
+        n->binary = true;
+        return;
+    }
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
         if (strcmp(tag, known[i].tag) != 0)
             continue;

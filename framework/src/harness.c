@@ -31,6 +31,9 @@ struct sl_harness {
     uint64_t read;
     uint64_t next_id;
     void *resume; /* the position handed to the worker, owned */
+    int doc_borrowed; /* doc is the caller's (sl_harness_new_node) */
+    sl_harness_fail_fn on_fail;
+    void *on_fail_arg;
     char last_error[1024];
 };
 
@@ -52,6 +55,8 @@ static void s_input_error(sl_ctx_t *ctx, const char *msg, void *arg)
     h->errors++;
     h->read++;
     snprintf(h->last_error, sizeof(h->last_error), "%s", msg);
+    if (h->on_fail)
+        h->on_fail(h->on_fail_arg, msg, 1, NULL, 0);
 }
 
 /* Moves what the worker emitted into the output list. */
@@ -115,8 +120,10 @@ static int s_on_full(sl_ctx_t *ctx, void *arg)
 }
 
 /* positions: keep source positions as a run with `state_dir:` does,
- * resuming from pos (len bytes) when it is not NULL. */
+ * resuming from pos (len bytes) when it is not NULL. The config is
+ * config_yaml, or node cfg of the caller's doc when doc is not NULL. */
 static sl_harness_t *s_new(const char *name, const char *config_yaml,
+                           sl_config_doc_t *doc, const sl_config_t *cfg,
                            const char *basedir, int positions,
                            const void *pos, size_t len, char *err,
                            size_t errlen)
@@ -138,12 +145,17 @@ static sl_harness_t *s_new(const char *name, const char *config_yaml,
     if (!h->plugin)
         goto fail;
     const sl_stage_desc_t *d = h->plugin->desc;
-    const char *text = config_yaml ? config_yaml : "";
-    h->doc = sl__config_doc_parse("config", basedir, text, strlen(text),
-                                  &h->diag);
-    if (!h->doc)
-        goto fail_diag;
-    const sl_config_t *cfg = sl__config_doc_root(h->doc);
+    if (doc) {
+        h->doc = doc;
+        h->doc_borrowed = 1;
+    } else {
+        const char *text = config_yaml ? config_yaml : "";
+        h->doc = sl__config_doc_parse("config", basedir, text, strlen(text),
+                                      &h->diag);
+        if (!h->doc)
+            goto fail_diag;
+        cfg = sl__config_doc_root(h->doc);
+    }
     sl__config_doc_set_diag(h->doc, &h->diag, name);
     if (d->config_keys) {
         for (size_t i = 0; i < sl_config_len(cfg); i++) {
@@ -193,14 +205,23 @@ fail:
 sl_harness_t *sl_harness_new(const char *name, const char *config_yaml,
                              const char *basedir, char *err, size_t errlen)
 {
-    return s_new(name, config_yaml, basedir, 0, NULL, 0, err, errlen);
+    return s_new(name, config_yaml, NULL, NULL, basedir, 0, NULL, 0, err,
+                 errlen);
+}
+
+sl_harness_t *sl_harness_new_node(const char *name, sl_config_doc_t *doc,
+                                  const sl_config_t *cfg, char *err,
+                                  size_t errlen)
+{
+    return s_new(name, NULL, doc, cfg, NULL, 0, NULL, 0, err, errlen);
 }
 
 sl_harness_t *sl_harness_new_resume(const char *name, const char *config_yaml,
                                     const char *basedir, const void *pos,
                                     size_t len, char *err, size_t errlen)
 {
-    return s_new(name, config_yaml, basedir, 1, pos, len, err, errlen);
+    return s_new(name, config_yaml, NULL, NULL, basedir, 1, pos, len, err,
+                 errlen);
 }
 
 void sl_harness_destroy(sl_harness_t **hp)
@@ -217,7 +238,10 @@ void sl_harness_destroy(sl_harness_t **hp)
         free(h->outputs[i].msgpack);
     }
     free(h->outputs);
-    sl__config_doc_destroy(&h->doc);
+    if (h->doc_borrowed)
+        sl__config_doc_set_diag(h->doc, NULL, NULL);
+    else
+        sl__config_doc_destroy(&h->doc);
     sl__diag_fini(&h->diag);
     sl__plugin_release(&h->plugin);
     free(h->resume);
@@ -238,6 +262,9 @@ int sl_harness_push_msgpack(sl_harness_t *h, const void *data, size_t len)
         h->errors++;
         snprintf(h->last_error, sizeof(h->last_error), "%s",
                  h->ctx.has_err ? h->ctx.err : strerror(-rc));
+        if (h->on_fail)
+            h->on_fail(h->on_fail_arg, h->last_error, h->ctx.err_final,
+                       data, len);
     }
     sl__ctx_end_record(&h->ctx);
     int crc = s_collect(h);
@@ -316,6 +343,14 @@ const void *sl_harness_position(const sl_harness_t *h, size_t *len)
     *len = h->ctx.pos ? h->ctx.pos_len : 0;
     return h->ctx.pos;
 }
+
+void sl_harness_on_fail(sl_harness_t *h, sl_harness_fail_fn fn, void *arg)
+{
+    h->on_fail = fn;
+    h->on_fail_arg = arg;
+}
+
+void sl_harness_stop(sl_harness_t *h) { atomic_store(&h->stopping, 1); }
 
 size_t sl_harness_count(const sl_harness_t *h) { return h->n_outputs; }
 

@@ -24,7 +24,28 @@ sl_harness_t *sl_harness_new(const char *name, const char *config_yaml,
 sl_harness_t *sl_harness_new_resume(const char *name, const char *config_yaml,
                                     const char *basedir, const void *pos,
                                     size_t len, char *err, size_t errlen);
+/* Like sl_harness_new, with the config given as node cfg of a document
+ * that the caller keeps (and that must outlive the harness), so that
+ * messages about the config point into that document (its file, line and
+ * column). Relative paths resolve against the document's folder. The
+ * document reports to the harness while the harness lives. */
+typedef struct sl_config_doc sl_config_doc_t;
+typedef struct sl_config sl_config_t;
+sl_harness_t *sl_harness_new_node(const char *name, sl_config_doc_t *doc,
+                                  const sl_config_t *cfg, char *err,
+                                  size_t errlen);
 void sl_harness_destroy(sl_harness_t **h);
+
+/* Called for each failure as it happens: a record whose process() failed
+ * (record is its msgpack bytes; final when the plugin said no retry can
+ * fix it, with sl_ctx_fail) and each input error of a source (record
+ * NULL, final). The harness tries nothing again. */
+typedef void (*sl_harness_fail_fn)(void *arg, const char *msg, int final,
+                                   const void *record, size_t len);
+void sl_harness_on_fail(sl_harness_t *h, sl_harness_fail_fn fn, void *arg);
+/* Asks the stage to stop, as a run does at shutdown: from now on
+ * sl_ctx_stopping() is true in its calls. */
+void sl_harness_stop(sl_harness_t *h);
 
 /* Transform/sink: runs process() on one record given as JSON text (an
  * object) or as msgpack bytes. Returns the handler's return code (a
