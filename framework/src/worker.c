@@ -500,7 +500,11 @@ static void *s_source_main(void *arg)
         pthread_mutex_unlock(&r->mu);
 
         int rc;
-        if (atomic_load_explicit(&r->run->stopping, RELAXED)) {
+        /* A stopping run still calls pull(): a source may hold input it
+         * already acknowledged (an HTTP 202) and emits it before SL_EOF.
+         * Past the grace period nothing more is taken. */
+        if (atomic_load_explicit(&r->run->spilling, RELAXED) ||
+            atomic_load_explicit(&r->run->aborting, RELAXED)) {
             rc = SL_EOF;
             sl__ctx_begin_pull(&w->ctx, 0);
         } else {

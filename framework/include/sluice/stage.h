@@ -88,7 +88,10 @@ typedef struct sl_stage_desc {
     /* Source: emits at most sl_ctx_budget(ctx) records and returns 0, or
      * SL_EOF at the end of input, or a negative code for a fatal error.
      * Records emitted in the call that returns SL_EOF or an error are kept.
-     * It should return within about 100 ms so that shutdown stays prompt. */
+     * It should return within about 100 ms so that shutdown stays prompt.
+     * Once the run is stopping (sl_ctx_stopping) pull() is still called
+     * until it returns SL_EOF or the grace period ends, so that a source
+     * can first emit input it has already acknowledged. */
     int (*pull)(void *state, sl_ctx_t *ctx);
     /* Called once per worker after the last record (end of stream); may
      * emit (a window closing, a buffered batch written). Optional. */
@@ -165,7 +168,9 @@ SL_API void sl_emit_priority(sl_ctx_t *ctx, uint8_t priority);
 
 /* For sources: how many records pull() may emit in this call (>= 1). */
 SL_API size_t sl_ctx_budget(const sl_ctx_t *ctx);
-/* Nonzero once the run is shutting down: a source should return SL_EOF. */
+/* Nonzero once the run is shutting down: a source should stop taking
+ * input and return SL_EOF. One atomic load: any thread of the plugin may
+ * call it with the worker's ctx (a server thread refusing new work). */
 SL_API int sl_ctx_stopping(const sl_ctx_t *ctx);
 SL_API const char *sl_ctx_stage(const sl_ctx_t *ctx);
 SL_API unsigned sl_ctx_worker(const sl_ctx_t *ctx);  /* 0-based */
