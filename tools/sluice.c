@@ -2,8 +2,10 @@
 #include "cli.h"
 #include "cmd_dlq.h"
 #include "cmd_graph.h"
+#include "cmd_record.h"
 #include "cmd_test.h"
 #include "cmd_top.h"
+#include "cmd_trace.h"
 #include "procpool.h"
 
 #include <limits.h>
@@ -41,6 +43,14 @@ static void s_usage(FILE *f)
             "                     send a dead-letter file's records through "
             "stage S\n"
             "                     of topology T and what is downstream of it\n"
+            "  record --from ADDR --link FROM>TO -o TRACE [--duration D]\n"
+            "         [--count N] [--allow-drops]\n"
+            "  record TOPOLOGY --stage SOURCE -o TRACE [--count N]\n"
+            "         [--time-field F --time-unit s|ms|us|ns]\n"
+            "                     record a link of a running run, or a "
+            "source, into a trace\n"
+            "  trace info TRACE [--json] | trace synth TEMPLATE -o TRACE\n"
+            "                     describe a trace; make one from a template\n"
             "  test FILE_test.yaml... [--verbose] [--filter SUBSTRING]\n"
             "                     run the cases of YAML stage/topology tests\n"
             "  plugins            list the stage plugins found\n"
@@ -76,6 +86,10 @@ int main(int argc, char **argv)
         return sl_cmd_graph(argc - 1, argv + 1);
     if (strcmp(cmd, "dlq") == 0)
         return sl_cmd_dlq(argc - 1, argv + 1);
+    if (strcmp(cmd, "record") == 0)
+        return sl_cmd_record(argc - 1, argv + 1);
+    if (strcmp(cmd, "trace") == 0)
+        return sl_cmd_trace(argc - 1, argv + 1);
     if (strcmp(cmd, "test") == 0)
         return sl_cmd_test(argc - 1, argv + 1);
     if (strcmp(cmd, "plugins") == 0)
