@@ -305,9 +305,11 @@ static int s_fail(sl_trace_reader_t *r, uint64_t at, const char *fmt, ...)
  * ended first, or limit was reached: *used says which). */
 static int s_scan_more(sl_trace_reader_t *r, size_t limit, size_t *used)
 {
-    size_t want = S_RCHUNK, before = SIZE_MAX;
+    /* Scan what is buffered first: asking for a chunk ahead of every
+     * entry would move the buffer down for each one. */
+    size_t want = 0, before = SIZE_MAX;
     for (;;) {
-        int rc = s_fill(r, want < limit ? want : limit);
+        int rc = want ? s_fill(r, want < limit ? want : limit) : 0;
         if (rc)
             return rc;
         size_t avail = r->end - r->at;
