@@ -407,6 +407,19 @@ awk -v a="$bmw" -v b="$bms" 'BEGIN {
         (a > 0 ? b / a : 0) }'
 
 echo
+
+# ---- 6. the stage library and the replayer -------------------------------------
+# Each script runs and checks its own pipeline and prints its numbers; a
+# non-zero exit means a wrong result (or a missing server binary).
+for script in access_logs pg_rows replay_rate; do
+    echo "== $script (bench/$script.sh)"
+    if ! timeout "$((LIMIT * 3))" bash "$ROOT/bench/$script.sh" "$BUILD" 2>&1 |
+        sed 's/^/   /'; then
+        fail "bench/$script.sh failed"
+    fi
+    echo
+done
+
 if [ ! -s "$TMP/failures" ]; then
     echo "all runs correct"
     exit 0

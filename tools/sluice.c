@@ -4,8 +4,10 @@
 #include "cmd_graph.h"
 #include "cmd_record.h"
 #include "cmd_test.h"
+#include "cmd_replay.h"
 #include "cmd_top.h"
 #include "cmd_trace.h"
+#include "cmd_tune.h"
 #include "procpool.h"
 
 #include <limits.h>
@@ -43,6 +45,10 @@ static void s_usage(FILE *f)
             "                     send a dead-letter file's records through "
             "stage S\n"
             "                     of topology T and what is downstream of it\n"
+            "  replay TRACE|--synth T (--to EP --ack EP | --topology FILE)\n"
+            "         [--speed 1x|max | --rate N/s] [--duration D] [--json OUT]\n"
+            "                     replay records into a running topology and\n"
+            "                     report its latency (docs/replay.md)\n"
             "  record --from ADDR --link FROM>TO -o TRACE [--duration D]\n"
             "         [--count N] [--allow-drops]\n"
             "  record TOPOLOGY --stage SOURCE -o TRACE [--count N]\n"
@@ -51,6 +57,10 @@ static void s_usage(FILE *f)
             "source, into a trace\n"
             "  trace info TRACE [--json] | trace synth TEMPLATE -o TRACE\n"
             "                     describe a trace; make one from a template\n"
+            "  tune TOPOLOGY --stage S --trace TRACE [--max-workers N] "
+            "[--rate R]\n"
+            "                     find the pool size where stage S stops "
+            "scaling\n"
             "  test FILE_test.yaml... [--verbose] [--filter SUBSTRING]\n"
             "                     run the cases of YAML stage/topology tests\n"
             "  plugins            list the stage plugins found\n"
@@ -86,10 +96,14 @@ int main(int argc, char **argv)
         return sl_cmd_graph(argc - 1, argv + 1);
     if (strcmp(cmd, "dlq") == 0)
         return sl_cmd_dlq(argc - 1, argv + 1);
+    if (strcmp(cmd, "replay") == 0)
+        return sl_cmd_replay(argc - 1, argv + 1);
     if (strcmp(cmd, "record") == 0)
         return sl_cmd_record(argc - 1, argv + 1);
     if (strcmp(cmd, "trace") == 0)
         return sl_cmd_trace(argc - 1, argv + 1);
+    if (strcmp(cmd, "tune") == 0)
+        return sl_cmd_tune(argc - 1, argv + 1);
     if (strcmp(cmd, "test") == 0)
         return sl_cmd_test(argc - 1, argv + 1);
     if (strcmp(cmd, "plugins") == 0)
