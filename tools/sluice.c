@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "cmd_dlq.h"
 #include "cmd_graph.h"
+#include "cmd_keygen.h"
 #include "cmd_record.h"
 #include "cmd_test.h"
 #include "cmd_replay.h"
@@ -63,6 +64,9 @@ static void s_usage(FILE *f)
             "scaling\n"
             "  test FILE_test.yaml... [--verbose] [--filter SUBSTRING]\n"
             "                     run the cases of YAML stage/topology tests\n"
+            "  keygen NAME [-d DIR] [--force]\n"
+            "                     write a CURVE key pair for node NAME of a\n"
+            "                     multi-host topology (docs/deploy.md)\n"
             "  plugins            list the stage plugins found\n"
             "  version            print the version\n"
             "\n"
@@ -106,6 +110,8 @@ int main(int argc, char **argv)
         return sl_cmd_tune(argc - 1, argv + 1);
     if (strcmp(cmd, "test") == 0)
         return sl_cmd_test(argc - 1, argv + 1);
+    if (strcmp(cmd, "keygen") == 0)
+        return sl_cmd_keygen(argc - 1, argv + 1);
     if (strcmp(cmd, "plugins") == 0)
         return sl_cmd_plugins(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
