@@ -131,6 +131,8 @@ static int s_deliver_locked(sl_runner_t *r, sl_work_t *item)
     sl_prioq_t *q = item->worker >= 0 ? &r->workers[item->worker].pq : &r->pq;
     if (sl_prioq_push(q, item, item->level, sl_mono_ns()) != 0)
         return -ENOMEM;
+    if (q == &r->pq)
+        r->queued += item->count; /* what the workers share out */
     r->inflight++;
     return 0;
 }
@@ -775,9 +777,25 @@ static void s_spill_done(sl_runner_t *r, sl_done_t *d)
 
 static void s_spill_item(sl_runner_t *r, sl_work_t *item)
 {
-    const void *data = item->owned_buf ? item->owned_buf : zmq_msg_data(&item->msg);
-    size_t len = item->owned_buf ? item->owned_len : zmq_msg_size(&item->msg);
-    sl__spill_batch(r->run, r->spec->name, data, len, item->first_ns);
+    if (item->view_end) { /* a worker's share of a batch: its records only */
+        sl_batch_iter_t it;
+        sl_envelope_t env;
+        const char *payload;
+        size_t plen;
+        uint32_t k = 0;
+        if (sl__work_iter(item, &it) == 0)
+            while (sl__batch_next(&it, &env, &payload, &plen) == 1) {
+                sl__spill_record(r->run, r->spec->name, &env, payload, plen,
+                                 item->first_ns ? item->first_ns[k] : 0);
+                k++;
+            }
+    } else {
+        const void *data = item->owned_buf ? item->owned_buf
+                                           : zmq_msg_data(&item->msg);
+        size_t len = item->owned_buf ? item->owned_len
+                                     : zmq_msg_size(&item->msg);
+        sl__spill_batch(r->run, r->spec->name, data, len, item->first_ns);
+    }
     atomic_fetch_add(&r->spilled_in, item->count);
     r->gen_held[item->gen % SL_GEN_RING] -= item->count;
     if (!item->retry) /* a retry's records were counted in when they came */
@@ -796,6 +814,7 @@ static void s_spill_waiting(sl_runner_t *r)
 {
     pthread_mutex_lock(&r->mu);
     size_t n = sl_prioq_drain(&r->pq, s_spill_cb, r);
+    r->queued = 0;
     for (unsigned i = 0; i < r->n_workers && r->workers; i++)
         n += sl_prioq_drain(&r->workers[i].pq, s_spill_cb, r);
     r->inflight -= (uint32_t)n;

@@ -24,6 +24,11 @@
 #define PP_ITEMS_PER_WORKER 2
 /* The most records handed to a worker process at once. */
 #define PP_ITEM_RECORDS 1024
+/* A second item hides the parent's turnaround (tens to hundreds of us)
+ * behind the first; behind an item worth more handler time than this the
+ * turnaround hardly counts, and the second item would be work that
+ * another child may be free for first. */
+#define PP_PREFETCH_NS 2000000ull
 #define PP_RESPAWN_MIN_MS 10
 #define PP_RESPAWN_MAX_MS 2000
 #define PP_QUIT_GRACE_MS 2000
@@ -69,6 +74,7 @@ struct sl_procpool {
     unsigned n;
     unsigned rr;
     sl_prioq_t pq;       /* work no child has taken yet, by priority */
+    uint64_t queued;     /* records in pq */
     uint64_t next_seq;
     int flushing;
     int partitioned;
@@ -131,6 +137,8 @@ void sl__procpool_enqueue(sl_procpool_t *pp, sl_work_t *item)
         q = &pp->children[item->worker].pq;
     if (sl_prioq_push(q, item, item->level, sl_mono_ns()) != 0)
         s_queue_failed(pp, item);
+    else if (q == &pp->pq)
+        pp->queued += item->count;
 }
 
 /* ---- spawning ----------------------------------------------------------------- */
@@ -325,7 +333,12 @@ static void s_send_setup(sl_procpool_t *pp, pp_child_t *c)
 
 static sl_work_t *s_next_work(sl_procpool_t *pp, pp_child_t *c)
 {
-    return sl_prioq_pop(pp->partitioned ? &c->pq : &pp->pq, sl_mono_ns());
+    if (pp->partitioned)
+        return sl_prioq_pop(&c->pq, sl_mono_ns());
+    sl_work_t *w = sl_prioq_pop(&pp->pq, sl_mono_ns());
+    if (w)
+        pp->queued -= w->count;
+    return w;
 }
 
 static void s_put_back(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
@@ -333,12 +346,28 @@ static void s_put_back(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
     sl_prioq_t *q = pp->partitioned ? &c->pq : &pp->pq;
     if (sl_prioq_push_front(q, w, w->level, sl_mono_ns()) != 0)
         s_queue_failed(pp, w);
+    else if (!pp->partitioned)
+        pp->queued += w->count;
 }
 
-/* Merges the items queued behind w that came over the same link into it,
- * up to PP_ITEM_RECORDS: each hand-over to a process costs a few system
+/* The bytes of w's records: after its batch header, or its view. */
+static const char *s_records(sl_work_t *w, size_t *len)
+{
+    const char *data = zmq_msg_data(&w->msg);
+    size_t off = w->view_end ? w->view_off : SL_BATCH_HDR;
+    *len = (w->view_end ? w->view_end : zmq_msg_size(&w->msg)) - off;
+    return data + off;
+}
+
+/* Sizes the hand-over that starts with w. A batch larger than a child's
+ * share (sl__work_share) is split, its rest going back to the front of
+ * the queue for the other children; smaller items queued behind w that
+ * came over the same link are merged into it up to that share, and never
+ * beyond PP_ITEM_RECORDS: each hand-over to a process costs a few system
  * calls and wake-ups on both sides, whatever its size. The records stay
- * in order; credit is released per link, so only same-link items merge. */
+ * in order; credit is released per link, so only same-link items merge.
+ * Returns what to send (always a batch of its own, not a view), or NULL
+ * when nothing can be sent now. */
 static int s_mergeable(const sl_work_t *w, const sl_work_t *x, uint32_t total,
                        uint32_t cap)
 {
@@ -350,37 +379,55 @@ static int s_mergeable(const sl_work_t *w, const sl_work_t *x, uint32_t total,
 
 static sl_work_t *s_coalesce(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
 {
+    sl_runner_t *r = pp->r;
     sl_prioq_t *q = pp->partitioned ? &c->pq : &pp->pq;
-    if (w->retry)
-        return w;
-    /* Big enough to amortise a hand-over, small enough that one worker
-     * cannot take the whole queue while the others idle. */
-    unsigned live = atomic_load(&pp->r->n_live);
-    uint32_t cap = pp->r->spec->queue / (2 * (live ? live : 1));
+    unsigned live = atomic_load(&r->n_live);
+    uint32_t cap;
+    if (live > 1 && !pp->partitioned)
+        cap = sl__work_share(r, pp->queued + w->count, live);
+    else /* one child takes everything in turn; a partition is its own */
+        cap = r->spec->queue / (2 * (live ? live : 1));
     if (cap > PP_ITEM_RECORDS)
         cap = PP_ITEM_RECORDS;
-    sl_work_t *next = sl_prioq_peek_level(q, w->level);
-    if (!s_mergeable(w, next, w->count, cap))
-        return w;
+    if (live > 1 && !pp->partitioned && sl__work_should_split(r, w->count, cap)) {
+        sl_work_t *rest = sl__work_split(w, cap);
+        if (rest) { /* else (out of memory) the child takes it all */
+            pthread_mutex_lock(&r->mu);
+            r->inflight++;
+            pthread_mutex_unlock(&r->mu);
+            s_put_back(pp, c, rest);
+        }
+    }
+    sl_work_t *next = w->retry ? NULL : sl_prioq_peek_level(q, w->level);
+    if (!s_mergeable(w, next, w->count, cap)) {
+        if (sl__work_own(w) == 0)
+            return w;
+        s_put_back(pp, c, w); /* out of memory: try again later */
+        return NULL;
+    }
     /* Only items queued right behind w in its own level merge. */
     sl_batch_t b;
     sl__batch_init(&b);
-    size_t wlen = zmq_msg_size(&w->msg);
-    int rc = sl__batch_grow(&b, wlen);
+    size_t wlen;
+    const char *wrec = s_records(w, &wlen);
+    int rc = sl__batch_grow(&b, SL_BATCH_HDR + wlen);
     if (rc == 0) {
-        memcpy(b.data, zmq_msg_data(&w->msg), wlen);
-        b.len = wlen;
+        memcpy(b.data, zmq_msg_data(&w->msg), SL_BATCH_HDR);
+        memcpy(b.data + SL_BATCH_HDR, wrec, wlen);
+        b.len = SL_BATCH_HDR + wlen;
     }
     uint32_t total = w->count;
     unsigned n = 0;
     while (rc == 0 && s_mergeable(w, next, total, cap)) {
-        size_t len = zmq_msg_size(&next->msg) - SL_BATCH_HDR;
+        size_t len;
+        const char *rec = s_records(next, &len);
         rc = sl__batch_grow(&b, len);
         if (rc)
             break;
         sl_work_t *x = sl_prioq_pop_level(q, w->level, sl_mono_ns());
-        memcpy(b.data + b.len, (char *)zmq_msg_data(&x->msg) + SL_BATCH_HDR,
-               len);
+        if (!pp->partitioned)
+            pp->queued -= x->count;
+        memcpy(b.data + b.len, rec, len);
         b.len += len;
         total += x->count;
         n++;
@@ -389,13 +436,18 @@ static sl_work_t *s_coalesce(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
     }
     sl_work_t *m = calloc(1, sizeof(*m));
     if (rc || !m || !n) {
-        /* cannot happen with n == 0; out of memory after merging some is
-         * not recoverable without losing them */
+        /* out of memory after merging some is not recoverable without
+         * losing them */
         free(m);
         sl__batch_fini(&b);
-        if (n)
+        if (n) {
             s_queue_failed(pp, w);
-        return n ? NULL : w;
+            return NULL;
+        }
+        if (sl__work_own(w) == 0)
+            return w;
+        s_put_back(pp, c, w);
+        return NULL;
     }
     size_t bytes = b.len;
     char *buf = b.data;
@@ -409,9 +461,9 @@ static sl_work_t *s_coalesce(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w)
     m->gen = w->gen;
     m->level = w->level;
     sl__work_free(w);
-    pthread_mutex_lock(&pp->r->mu);
-    pp->r->inflight -= n;
-    pthread_mutex_unlock(&pp->r->mu);
+    pthread_mutex_lock(&r->mu);
+    r->inflight -= n;
+    pthread_mutex_unlock(&r->mu);
     return m;
 }
 
@@ -431,54 +483,82 @@ static int s_firsts_msg(const sl_work_t *w, zmq_msg_t *m)
     return 0;
 }
 
-/* Hands queued items to children with room, round robin. */
+/* Hands one item to child c. 1 handed, 0 nothing to hand it now, -1 stop
+ * handing out (out of memory, or the queue cannot be read). */
+static int s_hand_one(sl_procpool_t *pp, pp_child_t *c)
+{
+    sl_work_t *w = s_next_work(pp, c);
+    if (!w)
+        return 0;
+    w = s_coalesce(pp, c, w);
+    if (!w)
+        return -1;
+    pp_item_t *it = calloc(1, sizeof(*it));
+    int retry = w->retry && w->first_ns;
+    zmq_msg_t copy, firsts;
+    if (!it || zmq_msg_init(&copy) != 0) {
+        free(it);
+        s_put_back(pp, c, w);
+        return -1;
+    }
+    if (zmq_msg_copy(&copy, &w->msg) != 0 ||
+        (retry && s_firsts_msg(w, &firsts) != 0)) {
+        zmq_msg_close(&copy);
+        free(it);
+        s_put_back(pp, c, w);
+        return -1;
+    }
+    it->seq = pp->next_seq++;
+    it->work = w;
+    unsigned char hdr[PPW_ITEM_SIZE];
+    ppw_item(hdr, it->seq, retry ? PPW_ITEM_RETRY : 0);
+    if (s_send_to(pp, c, hdr, sizeof(hdr), &copy, retry ? &firsts : NULL) != 0) {
+        /* gone: its death is on the way through the pidfd */
+        zmq_msg_close(&copy);
+        if (retry)
+            zmq_msg_close(&firsts);
+        free(it);
+        s_put_back(pp, c, w);
+        c->ready = 0;
+        return 0;
+    }
+    pp_item_t **tail = &c->items;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = it;
+    c->n_items++;
+    return 1;
+}
+
+/* Whether busy child c may be given a second item: always when nobody
+ * else could take it, else only behind a short item (PP_PREFETCH_NS at
+ * the measured cost per record; unmeasured counts as long). */
+static int s_may_prefetch(sl_procpool_t *pp, const pp_child_t *c)
+{
+    if (pp->partitioned || atomic_load(&pp->r->n_live) <= 1)
+        return 1;
+    uint64_t ns = atomic_load_explicit(&pp->r->rec_ns, RELAXED);
+    return ns && c->items &&
+           (uint64_t)c->items->work->count * ns < PP_PREFETCH_NS;
+}
+
+/* Hands queued items to children with room, round robin. Every child
+ * gets one item before any gets a second: a second item waits in its
+ * child's socket while the first is handled, and must not be work that
+ * an idle child could be doing. */
 static void s_dispatch(sl_procpool_t *pp)
 {
-    for (unsigned k = 0; k < pp->n; k++) {
-        pp_child_t *c = &pp->children[(pp->rr + k) % pp->n];
-        while (c->active && c->ready && !c->flush_sent &&
-               c->n_items < PP_ITEMS_PER_WORKER) {
-            sl_work_t *w = s_next_work(pp, c);
-            if (!w)
-                break;
-            w = s_coalesce(pp, c, w);
-            if (!w)
-                return;
-            pp_item_t *it = calloc(1, sizeof(*it));
-            int retry = w->retry && w->first_ns;
-            zmq_msg_t copy, firsts;
-            if (!it || zmq_msg_init(&copy) != 0) {
-                free(it);
-                s_put_back(pp, c, w);
-                return;
+    for (unsigned want = 1; want <= PP_ITEMS_PER_WORKER; want++) {
+        for (unsigned k = 0; k < pp->n; k++) {
+            pp_child_t *c = &pp->children[(pp->rr + k) % pp->n];
+            while (c->active && c->ready && !c->flush_sent &&
+                   c->n_items < want && (want == 1 || s_may_prefetch(pp, c))) {
+                int rc = s_hand_one(pp, c);
+                if (rc < 0)
+                    return;
+                if (rc == 0)
+                    break;
             }
-            if (zmq_msg_copy(&copy, &w->msg) != 0 ||
-                (retry && s_firsts_msg(w, &firsts) != 0)) {
-                zmq_msg_close(&copy);
-                free(it);
-                s_put_back(pp, c, w);
-                return;
-            }
-            it->seq = pp->next_seq++;
-            it->work = w;
-            unsigned char hdr[PPW_ITEM_SIZE];
-            ppw_item(hdr, it->seq, retry ? PPW_ITEM_RETRY : 0);
-            if (s_send_to(pp, c, hdr, sizeof(hdr), &copy,
-                          retry ? &firsts : NULL) != 0) {
-                /* gone: its death is on the way through the pidfd */
-                zmq_msg_close(&copy);
-                if (retry)
-                    zmq_msg_close(&firsts);
-                free(it);
-                s_put_back(pp, c, w);
-                c->ready = 0;
-                break;
-            }
-            pp_item_t **tail = &c->items;
-            while (*tail)
-                tail = &(*tail)->next;
-            *tail = it;
-            c->n_items++;
         }
     }
     pp->rr = (pp->rr + 1) % (pp->n ? pp->n : 1);
@@ -741,6 +821,7 @@ static void s_on_result(sl_procpool_t *pp, pp_child_t *c, const ppw_msg_t *m,
     atomic_fetch_add_explicit(&wk->stats.errors, m->errors, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.retried, m->retried, RELAXED);
     atomic_fetch_add_explicit(&wk->stats.busy_ns, m->busy_ns, RELAXED);
+    sl__work_note_cost(r, m->busy_ns, w->count);
     /* the child times items, not calls: their mean stands for the calls */
     if (w->count) {
         pthread_mutex_lock(&wk->hist_mu);
@@ -1352,6 +1433,7 @@ size_t sl__procpool_spill(sl_procpool_t *pp, void (*fn)(void *item, void *arg),
         if (pp->children[i].hb)
             atomic_store(&pp->children[i].hb->cut, 1);
     size_t n = sl_prioq_drain(&pp->pq, fn, arg);
+    pp->queued = 0;
     for (unsigned i = 0; i < pp->n; i++)
         n += sl_prioq_drain(&pp->children[i].pq, fn, arg);
     pthread_mutex_lock(&pp->r->mu);

@@ -44,6 +44,10 @@ typedef struct sl_work {
     zmq_msg_t msg;  /* the received batch, when owned_buf is NULL */
     char *owned_buf; /* a partitioned sub-batch (malloc'd) */
     size_t owned_len;
+    /* A share of a batch split between workers: its records are the bytes
+     * [view_off, view_end) of msg, which the other shares reference too
+     * (view_end 0: the whole batch). */
+    size_t view_off, view_end;
     uint32_t count;
     uint32_t link;
     int worker;      /* the worker it must go to (partitioned), or -1 */
@@ -162,6 +166,7 @@ struct sl_runner {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     sl_prioq_t pq;        /* work waiting for a worker, by priority */
+    uint64_t queued;      /* records in pq (thread lanes) */
     uint32_t gen_cur;     /* generation of arriving work (markers) */
     uint32_t inflight;    /* work items queued or being handled */
     sl_done_t *done_head, *done_tail;
@@ -179,6 +184,10 @@ struct sl_runner {
     uint64_t window_at;   /* start of the current shrink window */
     uint64_t window_busy_ns; /* workers' busy time at its start */
     atomic_uint_fast64_t grows, shrinks;
+    /* Handler time per record, a moving average over work items (ns; 0
+     * until one is done): how small a share of a batch is worth its own
+     * hand-over. */
+    atomic_uint_fast64_t rec_ns;
     sl_procpool_t *pp;    /* process lanes: the worker processes */
     sl_deadletter_t *dl;  /* the stage's dead-letter file, or NULL */
     /* The link to the dead-letter stage (dl_stage), beside the outputs. */
@@ -236,6 +245,33 @@ void sl__worker_record_failed(sl_worker_t *w, const sl_envelope_t *env,
                               const char *why, uint64_t first_ns);
 void sl__work_free(sl_work_t *item);
 void sl__work_free_cb(void *item, void *arg); /* for sl_prioq_drain */
+
+/* Sharing work between workers. A stage's `queue` bounds what it holds, so
+ * a batch taken whole by one worker can leave the others idle (with
+ * `queue` equal to `batch` the whole queue is one batch). */
+
+/* How many records one hand-over should carry when `queued` records wait
+ * for `live` workers: a fair part of the waiting work, at most
+ * queue / (2 x live) so that the rest of the queue keeps the others busy
+ * and can be refilled meanwhile, and no smaller than is worth a hand-over
+ * at the measured cost per record. UINT32_MAX with one worker: no
+ * splitting. */
+uint32_t sl__work_share(sl_runner_t *r, uint64_t queued, unsigned live);
+/* Whether an item of `count` records should give away all but `share`:
+ * only when both parts are worth a hand-over. */
+int sl__work_should_split(sl_runner_t *r, uint32_t count, uint32_t share);
+/* Splits item after its first n records (0 < n < count): item keeps
+ * them, the returned item has the rest, sharing the same bytes. NULL when
+ * out of memory (item is then unchanged). Not for partitioned items. */
+sl_work_t *sl__work_split(sl_work_t *item, uint32_t n);
+/* Makes item a batch of its own (a view becomes a copy of its records).
+ * 0 or -ENOMEM (item unchanged). */
+int sl__work_own(sl_work_t *item);
+/* An iterator over the item's records, view or whole batch. 0 or
+ * -EBADMSG. */
+int sl__work_iter(const sl_work_t *item, sl_batch_iter_t *it);
+/* Feeds the per-record cost average: `ns` spent on `count` records. */
+void sl__work_note_cost(sl_runner_t *r, uint64_t ns, uint32_t count);
 
 /* Dispatcher side (dispatch.c). */
 void *sl__dispatcher_main(void *arg);

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "deadletter.h"
+#include "endian.h"
 #include "failure.h"
 #include "log.h"
 #include "run.h"
@@ -17,6 +18,10 @@
 #define RELAXED memory_order_relaxed
 /* Sinks sample end-to-end latency for up to this many records per batch. */
 #define LAT_BATCH 4096
+/* A share split off a batch must be worth this much handler time: below
+ * it the extra hand-over (a post, a wake-up, a smaller output message)
+ * costs more than spreading the work gains. */
+#define SHARE_MIN_NS 200000ull
 
 void sl__runner_post_done(sl_runner_t *r, sl_done_t *done)
 {
@@ -284,8 +289,6 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
 {
     sl_runner_t *r = w->runner;
     const sl_stage_desc_t *d = r->desc;
-    const void *data = item->owned_buf ? item->owned_buf : zmq_msg_data(&item->msg);
-    size_t len = item->owned_buf ? item->owned_len : zmq_msg_size(&item->msg);
     int is_sink = d->kind == SL_STAGE_SINK;
     uint64_t t0 = sl_mono_ns();
     uint64_t ok = 0, filtered = 0;
@@ -301,7 +304,7 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
     w->item_gen = item->gen;
     w->coarse_mark = s_coarse_ns();
     uint64_t cut = 0;
-    if (sl__batch_iter_init(&it, data, len, NULL) == 0) {
+    if (sl__work_iter(item, &it) == 0) {
         while (sl__batch_next(&it, &env, &payload, &plen) == 1) {
             /* Past the grace period what is not started is spilled. */
             if (atomic_load_explicit(&r->run->spilling, RELAXED)) {
@@ -366,7 +369,9 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
     }
     atomic_fetch_add_explicit(&w->stats.ok, ok, RELAXED);
     atomic_fetch_add_explicit(&w->stats.filtered, filtered, RELAXED);
-    atomic_fetch_add_explicit(&w->stats.busy_ns, sl_mono_ns() - t0, RELAXED);
+    uint64_t took = sl_mono_ns() - t0;
+    atomic_fetch_add_explicit(&w->stats.busy_ns, took, RELAXED);
+    sl__work_note_cost(r, took, item->count);
 
     if (s_post_output(w, item->link, item->count, 0, 1) != 0) {
         sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
@@ -417,6 +422,25 @@ static void s_flush(sl_worker_t *w, int retiring)
     s_post_output(w, 0, 0, 1, 0);
 }
 
+/* Leaves all but the first n records of item to the other workers, at the
+ * front of the shared queue, and wakes one of them. Returns the rest if it
+ * could not be queued (this worker then handles it too). */
+static sl_work_t *s_share_rest(sl_runner_t *r, sl_work_t *item, uint32_t n)
+{
+    sl_work_t *rest = sl__work_split(item, n);
+    if (!rest)
+        return NULL; /* out of memory: this worker handles it all */
+    pthread_mutex_lock(&r->mu);
+    r->inflight++; /* before its done can be posted */
+    int rc = sl_prioq_push_front(&r->pq, rest, rest->level, sl_mono_ns());
+    if (rc == 0) {
+        r->queued += rest->count;
+        pthread_cond_signal(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc == 0 ? NULL : rest;
+}
+
 static void *s_consumer_main(void *arg)
 {
     sl_worker_t *w = arg;
@@ -433,6 +457,12 @@ static void *s_consumer_main(void *arg)
             return NULL;
         }
         sl_work_t *item = sl_prioq_pop(q, sl_mono_ns());
+        uint32_t share = UINT32_MAX;
+        if (item && !partitioned) {
+            share = sl__work_share(r, r->queued,
+                                   atomic_load_explicit(&r->n_live, RELAXED));
+            r->queued -= item->count;
+        }
         /* A worker told to retire leaves even at end of stream: the
          * dispatcher no longer counts it among the pool's flushes. */
         int retiring = !item && w->retire;
@@ -442,11 +472,20 @@ static void *s_consumer_main(void *arg)
             s_flush(w, retiring);
             return NULL;
         }
+        /* A batch bigger than this worker's share is split: the others
+         * (idle, or soon) take the rest instead of waiting for it. */
+        sl_work_t *rest = NULL;
+        if (sl__work_should_split(r, item->count, share))
+            rest = s_share_rest(r, item, share);
         atomic_store_explicit(&w->stats.busy, 1, RELAXED);
         s_handle_item(w, item);
+        s_free_item(item);
+        if (rest) {
+            s_handle_item(w, rest);
+            s_free_item(rest);
+        }
         atomic_store_explicit(&w->stats.busy, 0, RELAXED);
         atomic_store_explicit(&w->last_busy_ns, sl_mono_ns(), RELAXED);
-        s_free_item(item);
     }
 }
 
@@ -711,6 +750,150 @@ void sl__worker_fini_all(sl_runner_t *r)
 }
 
 void sl__work_free(sl_work_t *item) { s_free_item(item); }
+
+/* ---- sharing work between workers ------------------------------------------- */
+
+static uint32_t s_min_share(sl_runner_t *r)
+{
+    uint64_t ns = atomic_load_explicit(&r->rec_ns, RELAXED);
+    if (!ns)
+        return 1; /* nothing measured yet: the first batches spread */
+    uint64_t n = (SHARE_MIN_NS + ns - 1) / ns;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+uint32_t sl__work_share(sl_runner_t *r, uint64_t queued, unsigned live)
+{
+    if (live <= 1)
+        return UINT32_MAX;
+    uint64_t share = (queued + live - 1) / live;
+    uint32_t cap = r->spec->queue / (2 * live);
+    if (share > cap)
+        share = cap;
+    uint32_t min = s_min_share(r);
+    return share < min ? min : (uint32_t)share;
+}
+
+int sl__work_should_split(sl_runner_t *r, uint32_t count, uint32_t share)
+{
+    return share < count && count - share >= s_min_share(r);
+}
+
+void sl__work_note_cost(sl_runner_t *r, uint64_t ns, uint32_t count)
+{
+    if (!count || r->n_workers == 1) /* a fixed single worker never shares */
+        return;
+    uint64_t x = ns / count ? ns / count : 1;
+    uint64_t old = atomic_load_explicit(&r->rec_ns, RELAXED);
+    /* workers race here; a lost update only slows the average down */
+    atomic_store_explicit(&r->rec_ns, old ? old - old / 8 + x / 8 : x,
+                          RELAXED);
+}
+
+int sl__work_iter(const sl_work_t *item, sl_batch_iter_t *it)
+{
+    const char *data = item->owned_buf
+                           ? item->owned_buf
+                           : zmq_msg_data((zmq_msg_t *)&item->msg);
+    size_t len = item->owned_buf ? item->owned_len
+                                 : zmq_msg_size((zmq_msg_t *)&item->msg);
+    if (!item->view_end)
+        return sl__batch_iter_init(it, data, len, NULL);
+    if (item->view_off < SL_BATCH_HDR || item->view_off > item->view_end ||
+        item->view_end > len)
+        return -EBADMSG;
+    /* A view has no header of its own: the walk starts at its first
+     * record and must end exactly at its end after `count` records. */
+    it->p = (const unsigned char *)data + item->view_off;
+    it->end = (const unsigned char *)data + item->view_end;
+    it->left = item->count;
+    return 0;
+}
+
+static void s_free_buf(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+sl_work_t *sl__work_split(sl_work_t *item, uint32_t n)
+{
+    sl_batch_iter_t it;
+    sl_envelope_t env;
+    const char *payload;
+    size_t plen;
+    if (n == 0 || n >= item->count || item->worker >= 0 ||
+        sl__work_iter(item, &it) != 0)
+        return NULL;
+    const unsigned char *base = it.p - (item->view_end ? item->view_off
+                                                       : SL_BATCH_HDR);
+    for (uint32_t k = 0; k < n; k++)
+        if (sl__batch_next(&it, &env, &payload, &plen) != 1)
+            return NULL; /* validated on arrival: cannot happen */
+    size_t off = (size_t)(it.p - base);
+    size_t end = (size_t)(it.end - base);
+    sl_work_t *rest = calloc(1, sizeof(*rest));
+    if (!rest)
+        return NULL;
+    if (item->first_ns &&
+        !(rest->first_ns = malloc((item->count - n) * sizeof(uint64_t))))
+        goto fail;
+    /* the shares reference one message: an owned buffer becomes one */
+    if (item->owned_buf) {
+        if (zmq_msg_init_data(&item->msg, item->owned_buf, item->owned_len,
+                              s_free_buf, NULL) != 0)
+            goto fail;
+        item->owned_buf = NULL;
+    }
+    zmq_msg_init(&rest->msg);
+    if (zmq_msg_copy(&rest->msg, &item->msg) != 0) {
+        zmq_msg_close(&rest->msg);
+        goto fail;
+    }
+    if (rest->first_ns)
+        memcpy(rest->first_ns, item->first_ns + n,
+               (item->count - n) * sizeof(uint64_t));
+    rest->view_off = off;
+    rest->view_end = end;
+    rest->count = item->count - n;
+    rest->link = item->link;
+    rest->worker = item->worker;
+    rest->gen = item->gen;
+    rest->retry = item->retry;
+    rest->level = item->level;
+    if (!item->view_end)
+        item->view_off = SL_BATCH_HDR;
+    item->view_end = off;
+    item->count = n;
+    return rest;
+fail:
+    free(rest->first_ns);
+    free(rest);
+    return NULL;
+}
+
+int sl__work_own(sl_work_t *item)
+{
+    if (!item->view_end)
+        return 0;
+    const char *data = zmq_msg_data(&item->msg);
+    size_t n = item->view_end - item->view_off;
+    char *buf = malloc(SL_BATCH_HDR + n);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, data, SL_BATCH_HDR);
+    sl__put_u32((unsigned char *)buf + 4, item->count);
+    memcpy(buf + SL_BATCH_HDR, data + item->view_off, n);
+    zmq_msg_t m;
+    if (zmq_msg_init_data(&m, buf, SL_BATCH_HDR + n, s_free_buf, NULL) != 0) {
+        free(buf);
+        return -ENOMEM;
+    }
+    zmq_msg_move(&item->msg, &m); /* releases the shared bytes */
+    zmq_msg_close(&m);
+    item->view_off = item->view_end = 0;
+    return 0;
+}
 
 void sl__work_free_cb(void *item, void *arg)
 {
