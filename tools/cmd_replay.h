@@ -117,6 +117,9 @@ typedef struct sl_rp_acks {
     uint64_t late;         /* acked after their timeout */
     uint64_t malformed;    /* bytes that were not msgpack maps */
     uint64_t timeouts;     /* measured records the scan timed out */
+    uint64_t clamped;      /* completed before their intended time: not
+                              in the histograms (always 0 for records of
+                              this run) */
     uint64_t in_flight_at_stop; /* unresolved when a second signal came */
     uint64_t first_ack_ns, last_ack_ns; /* measured completions */
     uint64_t messages;
@@ -268,6 +271,7 @@ typedef struct sl_rp_result {
     double pacing_error;   /* |achieved - requested| / requested */
     uint64_t sent, completed, errors, timeouts, unmatched, duplicates;
     uint64_t late, malformed, sent_warmup, in_flight_at_stop, bad_records;
+    uint64_t clamped;
     uint64_t p50, p90, p99, p999, p9999, max, min;
     double mean;
     uint64_t p50_first, p50_last; /* first and last fifths of the run */

@@ -136,9 +136,18 @@ static void s_ack(sl_replay_t *r, uint64_t seq, uint64_t now)
             a->completed_warmup++;
             return;
         }
-        uint64_t lat = now > at ? now - at : 0;
-        sl__hist_record(&a->all, lat);
-        sl__rp_slices_record(&a->slices, at - r->o->warmup_ns, lat);
+        if (now < at) {
+            /* back before it was due: no record of this run can be
+             * (the sender sends none before t0, nor any more than 1 us
+             * ahead of its time, far less than a round trip), so this
+             * answers something else, such as a record of an earlier
+             * replay still in a long-running target, with the same seq.
+             * A latency of 0 would be a lie: counted, not measured. */
+            a->clamped++;
+        } else {
+            sl__hist_record(&a->all, now - at);
+            sl__rp_slices_record(&a->slices, at - r->o->warmup_ns, now - at);
+        }
         sl__rp_bins_add(&a->ack_times, now);
         if (!a->completed || now < a->first_ack_ns)
             a->first_ack_ns = now;

@@ -8,6 +8,7 @@
 #include "cmd_replay.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -218,9 +219,9 @@ static void s_add(s_pacer_t *p, const void *rec, size_t len,
 /* The source's next entry, looping when asked: offsets of a pass
  * continue where the previous one ended, one mean gap later. */
 typedef struct s_feed {
-    uint64_t base;    /* added to the offsets of this pass */
-    uint64_t last;    /* last offset of this pass */
-    uint64_t count;   /* entries in this pass */
+    uint64_t base;        /* added to the offsets of this pass */
+    uint64_t first, last; /* first and last offset of this pass */
+    uint64_t count;       /* entries in this pass */
     int passes;
 } s_feed_t;
 
@@ -229,10 +230,16 @@ static int s_next(sl_replay_t *r, s_feed_t *f, uint64_t *off,
 {
     int rc = r->src.next(r->src.self, off, rec, len);
     if (rc == 1 && r->o->loop && f->count > 0) {
-        uint64_t gap = f->count > 1 ? f->last / (f->count - 1)
-                                    : 1000000000ull;
-        f->base += f->last + gap;
-        f->last = 0;
+        /* A source need not start at offset 0 (a synth schedule, a trace
+         * cut out of a longer one): the pass spans first..last, and the
+         * next one starts a mean gap after its last record, not first
+         * plus a gap later. A pass with no span (one record, or a burst
+         * at one offset) repeats every second rather than at once,
+         * forever. */
+        uint64_t span = f->last - f->first;
+        uint64_t gap = f->count > 1 && span ? span / (f->count - 1)
+                                            : 1000000000ull;
+        f->base += span + gap;
         f->count = 0;
         f->passes++;
         if ((rc = r->src.rewind(r->src.self)) != 0)
@@ -240,11 +247,27 @@ static int s_next(sl_replay_t *r, s_feed_t *f, uint64_t *off,
         rc = r->src.next(r->src.self, off, rec, len);
     }
     if (rc == 0) {
+        if (!f->count)
+            f->first = *off;
         f->last = *off;
         f->count++;
         *off += f->base;
     }
     return rc;
+}
+
+/* Record i's intended time at rate records/s. A whole rate is computed
+ * in integers: i * (1e9 / rate) in doubles lands a nanosecond short of a
+ * whole second for rates such as 29/s, and --duration 1s then sends a
+ * 30th record due at 999999999 ns. */
+static uint64_t s_rate_at(uint64_t i, double rate)
+{
+    if (rate >= 1 && rate <= 1e9 && rate == floor(rate)) {
+        uint64_t n = (uint64_t)rate;
+        /* i / n whole seconds and the rest: no overflow for any i */
+        return i / n * 1000000000ull + i % n * 1000000000ull / n;
+    }
+    return (uint64_t)((double)i * 1e9 / rate);
 }
 
 void *sl__rp_sender_main(void *arg)
@@ -262,7 +285,10 @@ void *sl__rp_sender_main(void *arg)
                  "out of memory");
         goto done;
     }
-    double per_ns = o->rate > 0 ? 1e9 / o->rate : 0;
+    /* Nothing goes out before t0, where both threads' clocks start: a
+     * record sent early is measured from t0 rather than from its send,
+     * and one due at 0 can come back "before" t0, at a latency of 0. */
+    s_wait_until(r, r->t0);
     for (uint64_t i = 0;; i++) {
         if (atomic_load_explicit(&r->stop_send, memory_order_relaxed))
             break;
@@ -281,7 +307,7 @@ void *sl__rp_sender_main(void *arg)
         uint64_t now = s_rel(r);
         uint64_t at;
         if (o->rate > 0)
-            at = (uint64_t)((double)i * per_ns);
+            at = s_rate_at(i, o->rate);
         else if (o->speed > 0)
             at = (uint64_t)((double)off / o->speed);
         else

@@ -36,6 +36,7 @@ void sl__rp_result_compute(const sl_replay_t *r, sl_rp_result_t *res)
     res->late = a->late;
     res->malformed = a->malformed;
     res->in_flight_at_stop = a->in_flight_at_stop;
+    res->clamped = a->clamped;
     res->hist = &a->all;
 
     if (o->rate > 0)
@@ -212,6 +213,11 @@ void sl__rp_report_text(const sl_rp_result_t *res, FILE *f)
                    "  not maps %" PRIu64 "\n",
                 res->sent_warmup, res->late, res->malformed,
                 res->in_flight_at_stop, res->bad_records);
+    if (res->clamped)
+        fprintf(f, "               clamped %" PRIu64 " (came back before "
+                   "they were due: left out of the latency; is another "
+                   "replay's traffic still in the target?)\n",
+                res->clamped);
     if (res->hist->count) {
         fprintf(f, "  latency      p50 %s  p90 %s  p99 %s  p99.9 %s  "
                    "p99.99 %s  max %s  mean %s\n",
@@ -278,7 +284,7 @@ int sl__rp_report_json(const sl_rp_result_t *res, const char *path)
                             (json_int_t)res->lag_max);
     json_t *root = json_pack(
         "{s:i, s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I, s:I, s:I, s:o, s:o, s:b, s:s, s:f, s:o}",
+        "s:I, s:I, s:I, s:I, s:o, s:o, s:b, s:s, s:f, s:o}",
         "sluice_replay", 1, "mode", res->mode, "requested_rate",
         res->requested_rate, "achieved_rate", res->achieved_rate,
         "pacing_error", res->pacing_error, "completion_rate",
@@ -289,7 +295,8 @@ int sl__rp_report_json(const sl_rp_result_t *res, const char *path)
         (json_int_t)res->duplicates, "late", (json_int_t)res->late,
         "malformed", (json_int_t)res->malformed, "warmup_sent",
         (json_int_t)res->sent_warmup, "in_flight_at_stop",
-        (json_int_t)res->in_flight_at_stop, "latency_ns", lat,
+        (json_int_t)res->in_flight_at_stop, "clamped",
+        (json_int_t)res->clamped, "latency_ns", lat,
         "send_lag_ns", lag,
         "fell_behind", res->fell_behind, "fell_behind_reason",
         res->behind_why, "duration_s", res->duration_s, "per_stage",
@@ -310,6 +317,27 @@ int sl__rp_report_json(const sl_rp_result_t *res, const char *path)
 
 /* ---- --hdr -------------------------------------------------------------- */
 
+/* The level after level: 5 ticks per halving of the distance to 100%. */
+static double s_next_level(double level)
+{
+    double ticks = 5 * pow(2, floor(log(100 / (100 - level)) / log(2)) + 1);
+    return level + 100 / ticks;
+}
+
+/* The middle of bucket b, kept within [min, max]: the value that stands
+ * for its counts in the standard deviation (a bucket's upper edge would
+ * add up to 1/128 of every value: a spread where there is none). */
+static double s_bucket_mid(const sl_hist_t *h, uint32_t b)
+{
+    uint64_t lo = b ? sl__hist_upper(b - 1) + 1 : 0, hi = sl__hist_upper(b);
+    uint64_t mid = lo + (hi - lo + 1) / 2;
+    if (mid < h->min)
+        mid = h->min;
+    if (mid > h->max)
+        mid = h->max;
+    return (double)mid;
+}
+
 /* HdrHistogram's percentile distribution ("outputPercentileDistribution"
  * text): the same levels (5 ticks per half distance to 100%), columns and
  * footer, values in milliseconds, so its plotters read it. */
@@ -321,36 +349,36 @@ int sl__rp_report_hdr(const sl_rp_result_t *res, const char *path)
     const sl_hist_t *h = res->hist;
     fprintf(f, "%12s %12s %12s %12s\n\n", "Value", "Percentile",
             "TotalCount", "1/(1-Percentile)");
-    /* Walks the buckets once: each level's value is the upper edge of
-     * the bucket holding its rank (capped at the max), its count the
-     * values up to that bucket's end. The last bucket ends the walk. */
+    /* HdrHistogram's percentile iteration: a bucket gives a row for each
+     * level that its cumulative count reaches (level <= 100 * count /
+     * total, the same comparison, so the same rows); the bucket that
+     * holds the last value gives one row, at the level reached, and then
+     * the row at 100%. A row's value is its bucket's upper edge (capped
+     * at the max seen); its count, the values up to that edge. */
     double level = 0;
-    const double ticks_half = 5;
-    uint64_t seen = 0;
-    uint32_t i = 0;
-    while (h->count && level < 100) {
-        double want = ceil(level / 100 * (double)h->count);
-        uint64_t rank = want < 1 ? 1 : (uint64_t)want;
-        while (i < SL_HIST_BUCKETS && seen + h->buckets[i] < rank)
-            seen += h->buckets[i++];
-        if (i >= SL_HIST_BUCKETS || seen + h->buckets[i] >= h->count)
-            break;
+    uint64_t cum = 0;
+    for (uint32_t i = 0; i < SL_HIST_BUCKETS && cum < h->count; i++) {
+        if (!h->buckets[i])
+            continue;
+        cum += h->buckets[i];
         uint64_t v = sl__hist_upper(i) < h->max ? sl__hist_upper(i) : h->max;
-        fprintf(f, "%12.3f %12f %12" PRIu64 " %12.2f\n", (double)v / 1e6,
-                level / 100, seen + h->buckets[i], 100 / (100 - level));
-        double ticks = ticks_half *
-                       pow(2, floor(log2(100 / (100 - level))) + 1);
-        level += 100 / ticks;
+        while (level <= 100.0 * (double)cum / (double)h->count) {
+            double p = level / 100;
+            fprintf(f, "%12.3f %12f %12" PRIu64 " %12.2f\n", (double)v / 1e6,
+                    p, cum, 1 / (1 - p));
+            level = s_next_level(level);
+            if (cum == h->count)
+                break;
+        }
     }
     if (h->count)
         fprintf(f, "%12.3f %12f %12" PRIu64 " %12s\n", (double)h->max / 1e6,
                 1.0, h->count, "inf");
     double mean = h->count ? (double)h->sum / (double)h->count : 0;
-    /* the standard deviation from the buckets (their upper edges) */
     double var = 0;
     for (uint32_t b = 0; b < SL_HIST_BUCKETS && h->count; b++) {
         if (h->buckets[b]) {
-            double d = (double)sl__hist_upper(b) - mean;
+            double d = s_bucket_mid(h, b) - mean;
             var += d * d * h->buckets[b];
         }
     }

@@ -3,9 +3,14 @@
  * pacing, its verdict on a target slower than the requested rate, a byte
  * exact round trip, its report files (--json, --hdr), --compare's exit
  * codes, its accounting of duplicated and unmatched records, --synth and
- * its usage errors. */
+ * its usage errors; the floor a round trip puts under every latency, the
+ * schedule's edges (--rate counts, --loop over a trace that does not
+ * start at 0 or has no span), and, against a target in this process that
+ * answers everything at one instant, latencies known to the nanosecond
+ * and the --hdr rows HdrHistogram would write for them. */
 #include <criterion/criterion.h>
 
+#include "hist.h"
 #include "testutil.h"
 #include "trace.h"
 
@@ -16,7 +21,9 @@
 #include <jansson.h>
 #include <msgpack.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
 TestSuite(replay, .init = sl_test_tmpdir_setup,
           .fini = sl_test_tmpdir_teardown, .timeout = 150);
@@ -144,8 +152,10 @@ static void pack_record(msgpack_packer *pk, uint64_t i)
     }
 }
 
-/* Writes n records gap_ns apart to name in the test's folder. */
-static char *make_trace(const char *name, uint64_t n, uint64_t gap_ns)
+/* Writes n records to name in the test's folder, the first at start_ns
+ * and the others gap_ns apart. */
+static char *make_trace_from(const char *name, uint64_t n, uint64_t start_ns,
+                             uint64_t gap_ns)
 {
     char *path = path_in(name);
     char err[256];
@@ -159,14 +169,24 @@ static char *make_trace(const char *name, uint64_t n, uint64_t gap_ns)
     for (uint64_t i = 0; i < n; i++) {
         msgpack_sbuffer_clear(&sb);
         pack_record(&pk, i);
-        cr_assert_eq(sl_trace_write(w, i * gap_ns, sb.data, sb.size), 0);
+        cr_assert_eq(sl_trace_write(w, start_ns + i * gap_ns, sb.data,
+                                    sb.size),
+                     0);
     }
     msgpack_sbuffer_destroy(&sb);
     cr_assert_eq(sl_trace_writer_close(&w), 0);
     return path;
 }
 
-/* Runs `sluice replay ARGS`; the exit code, the output in *out. */
+/* Writes n records gap_ns apart, the first at 0. */
+static char *make_trace(const char *name, uint64_t n, uint64_t gap_ns)
+{
+    return make_trace_from(name, n, 0, gap_ns);
+}
+
+/* Runs `sluice replay ARGS`; the exit code, the output in *out. A replay
+ * that has not ended after two minutes is stopped (exit code 124): a
+ * schedule that never ends must fail the test, not hang it. */
 static int replay(char **out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int replay(char **out, const char *fmt, ...)
@@ -177,7 +197,8 @@ static int replay(char **out, const char *fmt, ...)
     vsnprintf(args, sizeof(args), fmt, ap);
     va_end(ap);
     char *cmd;
-    cr_assert_geq(asprintf(&cmd, "%s replay %s 2>&1", sl_test_cli(), args),
+    cr_assert_geq(asprintf(&cmd, "timeout -k 5 120 %s replay %s 2>&1",
+                           sl_test_cli(), args),
                   0);
     int rc = sl_test_run(cmd, out);
     free(cmd);
@@ -499,11 +520,26 @@ static const char *const s_keys[] = {
 static const char *const s_lat_keys[] = {"p50", "p90", "p99", "p999",
                                          "p9999", "max", "mean", NULL};
 
-/* The HdrHistogram percentile text: a header, a blank line, rows of
- * value/percentile/count/inverse with both first columns non-decreasing,
- * the last row at percentile 1 with every record, and the footer. */
-static void check_hdr(const char *path, uint64_t total, double max_ms)
+/* An --hdr file, read back: its rows and its footer. */
+typedef struct hdr_row {
+    double v, p, c, inv; /* inv: INFINITY where the file says "inf" */
+} hdr_row_t;
+
+typedef struct hdr_file {
+    hdr_row_t rows[1024];
+    int n;
+    double mean, sd, max;
+    unsigned long long count;
+    int buckets, sub;
+} hdr_file_t;
+
+/* Reads path, asserting the layout of HdrHistogram's percentile text: a
+ * header, a blank line, rows of four columns, the three footer lines and
+ * nothing after them. */
+static hdr_file_t *read_hdr(const char *path)
 {
+    hdr_file_t *h = calloc(1, sizeof(*h));
+    cr_assert_not_null(h);
     FILE *f = fopen(path, "r");
     cr_assert_not_null(f);
     char line[256];
@@ -512,53 +548,78 @@ static void check_hdr(const char *path, uint64_t total, double max_ms)
                            "1/(1-Percentile)\n");
     cr_assert_not_null(fgets(line, sizeof(line), f));
     cr_assert_str_eq(line, "\n");
-    double pv = -1, pp = -1, pc = -1;
-    int rows = 0, last_row = 0;
     while (fgets(line, sizeof(line), f) && line[0] != '#') {
-        double v, p, c;
+        cr_assert_lt(h->n, 1024, "too many rows");
+        hdr_row_t *r = &h->rows[h->n++];
         char inv[32];
-        cr_assert_eq(sscanf(line, "%lf %lf %lf %31s", &v, &p, &c, inv), 4,
-                     "row '%s'", line);
-        cr_assert_geq(v, pv, "values go down at '%s'", line);
-        cr_assert_geq(p, pp, "percentiles go down at '%s'", line);
-        cr_assert_geq(c, pc, "counts go down at '%s'", line);
-        cr_assert_lt(p, 1.0 + 1e-9);
-        if (p < 1) {
-            cr_assert_lt(c, (double)total);
-            /* from the exact level, which the printed one rounds */
-            cr_assert_float_eq(strtod(inv, NULL), 1 / (1 - p),
-                               0.006 + 2e-6 / ((1 - p) * (1 - p)),
-                               "row '%s'", line);
-        } else {
-            cr_assert_str_eq(inv, "inf");
-            cr_assert_eq(c, (double)total);
-            cr_assert_float_eq(v, max_ms, 0.0015);
-            last_row = 1;
-        }
-        pv = v, pp = p, pc = c;
-        rows++;
+        cr_assert_eq(sscanf(line, "%lf %lf %lf %31s", &r->v, &r->p, &r->c,
+                            inv),
+                     4, "row '%s'", line);
+        r->inv = strcmp(inv, "inf") ? strtod(inv, NULL) : INFINITY;
     }
-    cr_assert(last_row, "no row at percentile 1");
-    cr_assert_gt(rows, 10);
-    double mean, sd, mx;
-    unsigned long long count;
-    int buckets, sub;
-    cr_assert_eq(sscanf(line, "#[Mean    = %lf, StdDeviation   = %lf]", &mean,
-                        &sd),
+    cr_assert_eq(sscanf(line, "#[Mean    = %lf, StdDeviation   = %lf]",
+                        &h->mean, &h->sd),
                  2, "'%s'", line);
     cr_assert_not_null(fgets(line, sizeof(line), f));
-    cr_assert_eq(sscanf(line, "#[Max     = %lf, Total count    = %llu]", &mx,
-                        &count),
+    cr_assert_eq(sscanf(line, "#[Max     = %lf, Total count    = %llu]",
+                        &h->max, &h->count),
                  2, "'%s'", line);
-    cr_assert_eq(count, total);
-    cr_assert_float_eq(mx, max_ms, 0.0015);
     cr_assert_not_null(fgets(line, sizeof(line), f));
-    cr_assert_eq(sscanf(line, "#[Buckets = %d, SubBuckets     = %d]", &buckets,
-                        &sub),
+    cr_assert_eq(sscanf(line, "#[Buckets = %d, SubBuckets     = %d]",
+                        &h->buckets, &h->sub),
                  2, "'%s'", line);
     cr_assert_null(fgets(line, sizeof(line), f), "after the footer: '%s'",
                    line);
     fclose(f);
+    return h;
+}
+
+/* The HdrHistogram percentile text of total records whose max is max_ms:
+ * value, percentile and count non-decreasing, the inverse column agreeing
+ * with the percentile; the bucket that holds the max gives one row below
+ * percentile 1 with every record counted (HdrHistogram's iterator does,
+ * and its plotters draw the top of the curve from it), and the last row
+ * is the max at percentile 1. */
+static void check_hdr(const char *path, uint64_t total, double max_ms)
+{
+    hdr_file_t *h = read_hdr(path);
+    cr_assert_gt(h->n, 10);
+    int full = 0;
+    for (int i = 0; i < h->n; i++) {
+        const hdr_row_t *r = &h->rows[i];
+        if (i) {
+            const hdr_row_t *q = &h->rows[i - 1];
+            cr_assert_geq(r->v, q->v, "values go down at row %d", i);
+            cr_assert_geq(r->p, q->p, "percentiles go down at row %d", i);
+            cr_assert_geq(r->c, q->c, "counts go down at row %d", i);
+        }
+        cr_assert_leq(r->c, (double)total, "row %d", i);
+        if (i < h->n - 1) {
+            cr_assert_lt(r->p, 1.0, "row %d", i);
+            /* from the exact level, which the printed one rounds */
+            cr_assert_float_eq(r->inv, 1 / (1 - r->p),
+                               0.006 + 2e-6 / ((1 - r->p) * (1 - r->p)),
+                               "row %d", i);
+            if (r->c == (double)total) {
+                full++;
+                cr_assert_eq(i, h->n - 2, "row %d counts every record but "
+                                          "is not the last below 1", i);
+                cr_assert_float_eq(r->v, max_ms, 0.0015);
+            }
+        }
+    }
+    cr_assert_eq(full, 1, "rows below percentile 1 that count every "
+                          "record: %d", full);
+    const hdr_row_t *last = &h->rows[h->n - 1];
+    cr_assert_eq(last->p, 1.0);
+    cr_assert(isinf(last->inv));
+    cr_assert_eq(last->c, (double)total);
+    cr_assert_float_eq(last->v, max_ms, 0.0015);
+    cr_assert_eq(h->count, total);
+    cr_assert_float_eq(h->max, max_ms, 0.0015);
+    cr_assert_eq(h->buckets, 57);
+    cr_assert_eq(h->sub, 256);
+    free(h);
 }
 
 /* Writes old.json: report with latency_ns.p99 and achieved_rate set. */
@@ -826,4 +887,353 @@ Test(replay, usage_errors)
     cr_assert_not_null(strstr(out, missing), "%s", out);
     free(out);
     free(missing);
+}
+
+/* ---- 9: a round trip is the floor of every latency ------------------------- */
+
+/* No latency can be shorter than what the target holds a record, nor, with
+ * no stage at all, than two ZeroMQ hops and the handoffs between a run's
+ * threads (far more than 10 us): the minimum says whether any record was
+ * measured from the wrong moment. The sender used to send the record due
+ * at 0 up to 2 ms before the clocks' origin, and its answer, back before
+ * that origin too, was measured as 0 ns (through a 5 ms hold, as about
+ * 3 ms). Looping, so that later passes are covered too; and no record may
+ * come back "before it was due" (`clamped`). */
+Test(replay, every_latency_is_a_round_trip)
+{
+    int pin, pout;
+    char *hold = topology("hold5", "  - name: hold\n"
+                                   "    plugin: delay\n"
+                                   "    workers: 8\n"
+                                   "    config: {ms: 5}\n",
+                          &pin, &pout);
+    char *bare = topology("bare", "", &pin, &pout);
+    char *trace = make_trace("f.trace", 300, 1000000);
+    char *json = path_in("f.json"), *hdr = path_in("f.hdr");
+    const struct {
+        const char *topo, *rate;
+        double n, floor_ns;
+    } runs[] = {{hold, "1000/s", 1000, 5e6}, {bare, "2000/s", 2000, 10e3}};
+    for (size_t k = 0; k < sizeof(runs) / sizeof(runs[0]); k++) {
+        char *out;
+        int rc = replay(&out, "%s --topology %s --rate %s --loop "
+                              "--duration 1s --json %s --hdr %s --quiet",
+                        trace, runs[k].topo, runs[k].rate, json, hdr);
+        cr_assert_eq(rc, 0, "%s", out);
+        json_t *j = load_json(json);
+        cr_assert_eq(num(j, "sent"), runs[k].n, "%s", out);
+        cr_assert_eq(num(j, "completed"), runs[k].n, "%s", out);
+        cr_assert_eq(num(j, "clamped"), 0, "%s", out);
+        double min = lat(j, "min");
+        cr_assert_geq(min, runs[k].floor_ns, "min %.0f ns, below %.0f ns\n%s",
+                      min, runs[k].floor_ns, out);
+        /* the --hdr file starts at the minimum's bucket */
+        hdr_file_t *h = read_hdr(hdr);
+        cr_assert_eq(h->count, (unsigned long long)runs[k].n);
+        cr_assert_eq(h->rows[0].p, 0);
+        cr_assert_geq(h->rows[0].v, runs[k].floor_ns / 1e6, "first row %.3f ms",
+                      h->rows[0].v);
+        free(h);
+        json_decref(j);
+        free(out);
+    }
+    free(hdr);
+    free(json);
+    free(trace);
+    free(bare);
+    free(hold);
+}
+
+/* ---- 10: the schedule's edges ----------------------------------------------- */
+
+static void expect_sent(const char *args, const char *json, double n)
+{
+    char *out;
+    int rc = replay(&out, "%s --json %s --quiet", args, json);
+    cr_assert_eq(rc, 0, "%s: %s", args, out);
+    json_t *j = load_json(json);
+    cr_assert_eq(num(j, "sent"), n, "%s: %s", args, out);
+    cr_assert_eq(num(j, "completed"), n, "%s: %s", args, out);
+    json_decref(j);
+    free(out);
+}
+
+/* --duration D sends the records due before D, exactly: at 58/s for
+ * 500 ms they are i/58 s for i = 0..28 (i * (1e9 / 58) in doubles put a
+ * 30th at 499999999 ns). --loop goes on one mean gap after a pass's last
+ * record, also for a trace whose first record is not at 0 (ten records
+ * 5 ms apart from 250 ms: passes at 250, 300, ..., 450 ms in 500 ms,
+ * where the first offset used to be counted into the gap and only one
+ * pass fitted), and a trace with no span (a burst at one offset) repeats
+ * once a second, as a one-record trace does, instead of forever at 0. */
+Test(replay, schedule_edges)
+{
+    int pin, pout;
+    char *topo = topology("edges", "", &pin, &pout);
+    char *json = path_in("e.json");
+    char *even = make_trace("even.trace", 100, 1000000);
+    char *late = make_trace_from("late.trace", 10, 250000000, 5000000);
+    char *burst = make_trace("burst.trace", 5, 0);
+    char args[1024];
+    snprintf(args, sizeof(args),
+             "%s --topology %s --rate 58/s --duration 500ms", even, topo);
+    expect_sent(args, json, 29);
+    snprintf(args, sizeof(args), "%s --topology %s --loop --duration 500ms",
+             late, topo);
+    expect_sent(args, json, 50);
+    json_t *j = load_json(json);
+    /* 50 records from 250 ms to 495 ms */
+    cr_assert_float_eq(num(j, "requested_rate"), 200, 0.01);
+    json_decref(j);
+    snprintf(args, sizeof(args), "%s --topology %s --loop --duration 1100ms",
+             burst, topo);
+    expect_sent(args, json, 10);
+    free(burst);
+    free(late);
+    free(even);
+    free(json);
+    free(topo);
+}
+
+/* ---- 11: latencies known to the nanosecond ---------------------------------- */
+
+/* A target in this process: takes want records from the replayer on
+ * in_port, then sends them all back in one message to out_port. The
+ * replayer reads one arrival time for all of them, so their latencies
+ * differ exactly by their intended times: every value is known once the
+ * largest is. */
+typedef struct echo {
+    int in_port, out_port;
+    uint64_t want;
+    atomic_int stop; /* the replay has ended */
+    uint64_t got;    /* records taken */
+    int answered;
+    pthread_t thread;
+} echo_t;
+
+static uint64_t count_maps(const char *p, size_t len)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    uint64_t n = 0;
+    while (off < len && msgpack_unpack_next(&u, p, len, &off) ==
+                            MSGPACK_UNPACK_SUCCESS)
+        n++;
+    msgpack_unpacked_destroy(&u);
+    return n;
+}
+
+static void *echo_main(void *arg)
+{
+    echo_t *e = arg;
+    void *ctx = zmq_ctx_new();
+    void *pull = zmq_socket(ctx, ZMQ_PULL), *push = zmq_socket(ctx, ZMQ_PUSH);
+    int zero = 0, linger = 5000, timeo = 10000;
+    zmq_setsockopt(pull, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(push, ZMQ_SNDTIMEO, &timeo, sizeof(timeo));
+    char ep[64];
+    snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", e->in_port);
+    int ok = zmq_bind(pull, ep) == 0;
+    snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%d", e->out_port);
+    ok = ok && zmq_connect(push, ep) == 0;
+    char *buf = NULL;
+    size_t len = 0;
+    while (ok && e->got < e->want && !atomic_load(&e->stop)) {
+        zmq_pollitem_t it = {.socket = pull, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, pull, 0) >= 0) {
+            size_t n = zmq_msg_size(&m);
+            char *nb = realloc(buf, len + n);
+            ok = nb != NULL;
+            if (ok) {
+                buf = nb;
+                memcpy(buf + len, zmq_msg_data(&m), n);
+                e->got += count_maps(buf + len, n);
+                len += n;
+            }
+        }
+        zmq_msg_close(&m);
+    }
+    if (ok && e->got == e->want)
+        e->answered = zmq_send(push, buf, len, 0) == (int)len;
+    free(buf);
+    zmq_close(pull);
+    zmq_close(push);
+    zmq_ctx_term(ctx);
+    return NULL;
+}
+
+/* Replays trace (n records) into an echo target; the report in json and
+ * hdr. */
+static void replay_into_echo(const char *trace, uint64_t n, const char *json,
+                             const char *hdr)
+{
+    echo_t e = {.in_port = free_port(), .out_port = free_port(), .want = n};
+    cr_assert_eq(pthread_create(&e.thread, NULL, echo_main, &e), 0);
+    char *out;
+    int rc = replay(&out, "%s --to tcp://127.0.0.1:%d --ack "
+                          "tcp://127.0.0.1:%d --drain 100ms --json %s "
+                          "--hdr %s --quiet",
+                    trace, e.in_port, e.out_port, json, hdr);
+    atomic_store(&e.stop, 1);
+    pthread_join(e.thread, NULL);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_eq(e.got, n, "the target took %llu records",
+                 (unsigned long long)e.got);
+    cr_assert(e.answered, "the target could not answer");
+    json_t *j = load_json(json);
+    cr_assert_eq(num(j, "completed"), (double)n, "%s", out);
+    cr_assert_eq(num(j, "clamped"), 0, "%s", out);
+    json_decref(j);
+    free(out);
+}
+
+/* Every record due at 0 and all back at one instant: one latency, n
+ * times. Every percentile is it, and HdrHistogram's text has two rows,
+ * both at it (percentile 0 with every record counted, then 1), a mean of
+ * it and a standard deviation of 0 (from bucket upper edges it was up to
+ * 1/128 of the value). */
+Test(replay, hdr_of_one_latency)
+{
+    char *trace = make_trace("same.trace", 200, 0);
+    char *json = path_in("same.json"), *hdr = path_in("same.hdr");
+    replay_into_echo(trace, 200, json, hdr);
+    json_t *j = load_json(json);
+    double max = lat(j, "max");
+    cr_assert_gt(max, 0);
+    static const char *const keys[] = {"min", "p50", "p90", "p99", "p999",
+                                       "p9999", "mean", NULL};
+    for (int i = 0; keys[i]; i++)
+        cr_assert_eq(lat(j, keys[i]), max, "%s %.0f, max %.0f", keys[i],
+                     lat(j, keys[i]), max);
+    hdr_file_t *h = read_hdr(hdr);
+    cr_assert_eq(h->n, 2, "%d rows", h->n);
+    cr_assert_float_eq(h->rows[0].v, max / 1e6, 0.0005);
+    cr_assert_eq(h->rows[0].p, 0);
+    cr_assert_eq(h->rows[0].c, 200);
+    cr_assert_eq(h->rows[0].inv, 1);
+    cr_assert_float_eq(h->rows[1].v, max / 1e6, 0.0005);
+    cr_assert_eq(h->rows[1].p, 1);
+    cr_assert_eq(h->rows[1].c, 200);
+    cr_assert(isinf(h->rows[1].inv));
+    cr_assert_float_eq(h->mean, max / 1e6, 0.0005);
+    cr_assert_eq(h->sd, 0, "StdDeviation %.3f", h->sd);
+    cr_assert_eq(h->count, 200);
+    free(h);
+    json_decref(j);
+    free(hdr);
+    free(json);
+    free(trace);
+}
+
+/* The rows HdrHistogram's outputPercentileDistribution writes for the
+ * values in h (5 ticks per half distance), by its definition: level L
+ * (from 0, stepping by 100 / (5 * 2^(floor(log2(100 / (100 - L))) + 1)))
+ * is reported at the bucket that holds the ceil(L% of count)th value (the
+ * first for L = 0), with the count of values up to that bucket's end; the
+ * walk ends after the row of the bucket that holds the last value, and a
+ * row at 100% follows. Values: the bucket's upper edge, capped at the max
+ * (this histogram knows its max exactly), in ms. */
+static int reference_rows(const sl_hist_t *h, hdr_row_t *rows, int cap)
+{
+    int n = 0;
+    double level = 0;
+    for (;;) {
+        cr_assert_lt(n, cap - 1);
+        double want = ceil(level / 100 * (double)h->count);
+        uint64_t rank = want < 1 ? 1 : (uint64_t)want, cum = 0;
+        uint32_t i = 0;
+        while (cum + h->buckets[i] < rank)
+            cum += h->buckets[i++];
+        cum += h->buckets[i];
+        uint64_t v = sl__hist_upper(i) < h->max ? sl__hist_upper(i) : h->max;
+        rows[n++] = (hdr_row_t){(double)v / 1e6, level / 100, (double)cum,
+                                1 / (1 - level / 100)};
+        if (cum == h->count)
+            break;
+        level += 100 / (5 * pow(2, floor(log2(100 / (100 - level))) + 1));
+    }
+    rows[n++] = (hdr_row_t){(double)h->max / 1e6, 1, (double)h->count,
+                            INFINITY};
+    return n;
+}
+
+/* 1000 records 10 us apart, all back at one instant T: record i's
+ * latency is T - i * 10 us exactly, in ns, so the report's numbers are
+ * those of a histogram of these values (the minimum is the maximum less
+ * 9.99 ms, to the nanosecond), and the --hdr file is, row for row, what
+ * HdrHistogram writes for them. */
+Test(replay, latencies_to_the_nanosecond)
+{
+    enum { N = 1000, GAP = 10000 };
+    char *trace = make_trace("spread.trace", N, GAP);
+    char *json = path_in("spread.json"), *hdr = path_in("spread.hdr");
+    replay_into_echo(trace, N, json, hdr);
+    json_t *j = load_json(json);
+    uint64_t max = (uint64_t)lat(j, "max");
+    cr_assert_gt(max, (uint64_t)(N - 1) * GAP);
+    cr_assert_eq(lat(j, "min"), (double)(max - (uint64_t)(N - 1) * GAP));
+    sl_hist_t *ref = malloc(sizeof(*ref));
+    cr_assert_not_null(ref);
+    sl__hist_init(ref);
+    for (uint64_t i = 0; i < N; i++)
+        sl__hist_record(ref, max - i * GAP);
+    static const struct {
+        const char *key;
+        double q;
+    } qs[] = {{"p50", 0.5},   {"p90", 0.9},     {"p99", 0.99},
+              {"p999", 0.999}, {"p9999", 0.9999}};
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++)
+        cr_assert_eq(lat(j, qs[i].key), (double)sl__hist_quantile(ref, qs[i].q),
+                     "%s", qs[i].key);
+    cr_assert_float_eq(lat(j, "mean"), (double)ref->sum / N, 0.5);
+
+    hdr_row_t *want = malloc(sizeof(hdr_row_t) * 1024);
+    cr_assert_not_null(want);
+    int n = reference_rows(ref, want, 1024);
+    hdr_file_t *h = read_hdr(hdr);
+    cr_assert_eq(h->n, n, "%d rows, HdrHistogram writes %d", h->n, n);
+    for (int i = 0; i < n; i++) {
+        const hdr_row_t *g = &h->rows[i], *w = &want[i];
+        cr_assert_float_eq(g->v, w->v, 0.0005 + 1e-9, "row %d: value", i);
+        cr_assert_float_eq(g->p, w->p, 5e-7 + 1e-12, "row %d: percentile", i);
+        cr_assert_eq(g->c, w->c, "row %d: count", i);
+        if (isinf(w->inv))
+            cr_assert(isinf(g->inv), "row %d", i);
+        else
+            cr_assert_float_eq(g->inv, w->inv, 0.005 + 1e-9, "row %d", i);
+    }
+    /* HdrHistogram's deviation: each value taken at its bucket's middle
+     * (here kept within the min and max), around the mean */
+    double mean = (double)ref->sum / N, var = 0;
+    for (uint64_t i = 0; i < N; i++) {
+        uint64_t v = max - i * GAP;
+        uint32_t b = sl__hist_index(v);
+        uint64_t lo = b ? sl__hist_upper(b - 1) + 1 : 0;
+        uint64_t mid = lo + (sl__hist_upper(b) - lo + 1) / 2;
+        mid = mid < ref->min ? ref->min : mid > ref->max ? ref->max : mid;
+        var += ((double)mid - mean) * ((double)mid - mean);
+    }
+    double sd_ms = sqrt(var / N) / 1e6;
+    cr_assert_float_eq(h->sd, sd_ms, 0.0005 + 1e-9,
+                       "StdDeviation %.3f, want %.3f", h->sd, sd_ms);
+    /* and within half a bucket (1/256 of the max) of the values' own:
+     * 10 us * sqrt((N^2 - 1) / 12) */
+    double exact_ms = GAP * sqrt(((double)N * N - 1) / 12) / 1e6;
+    cr_assert_float_eq(h->sd, exact_ms, (double)max / 256 / 1e6 + 0.0005,
+                       "StdDeviation %.3f, the values' %.3f", h->sd,
+                       exact_ms);
+    cr_assert_float_eq(h->mean, (double)ref->sum / N / 1e6, 0.0005);
+    free(h);
+    free(want);
+    free(ref);
+    json_decref(j);
+    free(hdr);
+    free(json);
+    free(trace);
 }
