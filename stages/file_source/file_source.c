@@ -299,13 +299,14 @@ static int s_pos_alloc(fs_state_t *st, sl_ctx_t *ctx)
     if (!st->real && !(st->real = strdup(st->o.path)))
         return -ENOMEM;
     plen = strlen(st->real);
-    if (plen > UINT16_MAX || fs_pos_size(plen) > SL_POSITION_MAX) {
+    if (plen > UINT16_MAX ||
+        file_pos_size(&fs_pos_kind, plen) > SL_POSITION_MAX) {
         sl_log(ctx, SL_LOG_WARN, "%.64s...: path too long to keep a resume "
                "position; a later run reads the file from the beginning",
                st->o.path);
         return 0;
     }
-    st->pos_len = fs_pos_size(plen);
+    st->pos_len = file_pos_size(&fs_pos_kind, plen);
     st->pos = malloc(st->pos_len);
     return st->pos ? 0 : -ENOMEM;
 }
@@ -649,16 +650,16 @@ static int s_msgpack(fs_state_t *st, sl_ctx_t *ctx)
              * writer was only halfway through. */
             return FS_DONE;
         }
-        size_t want = (size_t)avail + FS_READ_CHUNK;
-        if ((size_t)avail >= rd->max_cap) {
+        size_t want = (size_t)avail + LINE_BUF_CHUNK;
+        if ((size_t)avail >= rd->b.max_cap) {
             s_input_error(st, ctx, "%s: byte %llu: msgpack value larger than "
                                "max_line (%zu bytes); rest of file "
                                "skipped", st->o.path, off,
                           st->o.max_line);
             return FS_DONE;
         }
-        if (want > rd->max_cap)
-            want = rd->max_cap;
+        if (want > rd->b.max_cap)
+            want = rd->b.max_cap;
         avail = fs_reader_fill(rd, want);
         if (avail < 0)
             return (int)avail;
@@ -713,30 +714,30 @@ static int s_step(fs_state_t *st, sl_ctx_t *ctx)
 
 /* Records where the next pull reads on: after the last unit handled, or at
  * the start of a csv row that is only partly read. No I/O once the file's
- * first FS_FP_MAX bytes are known. */
+ * first FILE_FP_MAX bytes are known. */
 static void s_set_position(fs_state_t *st, sl_ctx_t *ctx)
 {
-    fs_pos_t p = {.format = (unsigned)st->o.format, .ino = st->ino,
-                  .offset = fs_reader_offset(&st->rd),
-                  .lineno = st->rd.lineno, .path = st->real};
+    file_pos_t p = {.own = (unsigned)st->o.format, .ino = st->ino,
+                    .offset = fs_reader_offset(&st->rd),
+                    .lineno = st->rd.lineno, .path = st->real};
 
     if (!st->pos)
         return;
-    p.path_len = st->pos_len - fs_pos_size(0);
+    p.path_len = st->pos_len - file_pos_size(&fs_pos_kind, 0);
     if (st->o.format == FS_CSV && st->in_row) {
         p.offset = st->row_off;
         p.lineno = st->row_line - 1;
     }
     if (fs_fp_get(&st->fp, st->rd.fd, p.offset, &p.fp_len, &p.fp_hash) < 0)
         return; /* the reading itself reports a failing file */
-    fs_pos_encode(&p, st->pos);
+    file_pos_encode(&fs_pos_kind, &p, st->pos);
     sl_ctx_set_position(ctx, st->pos, st->pos_len);
 }
 
 /* Why a saved position does not describe the file as it is now, or NULL
  * if it does. */
-static const char *s_changed(fs_state_t *st, const fs_pos_t *p, char *buf,
-                             size_t len)
+static const char *s_changed(fs_state_t *st, const file_pos_t *p,
+                             char *buf, size_t len)
 {
     struct stat sb;
     uint32_t fp_len;
@@ -787,22 +788,22 @@ static int s_resume(fs_state_t *st, sl_ctx_t *ctx)
     const void *blob = sl_ctx_resume_position(ctx, &len);
     const char *why;
     char buf[160];
-    fs_pos_t p;
+    file_pos_t p;
     int rc;
 
     if (!blob)
         return 0;
-    if (fs_pos_decode(blob, len, &p, &why) < 0) {
+    if (file_pos_decode(&fs_pos_kind, blob, len, &p, &why) < 0) {
         sl_log(ctx, SL_LOG_WARN, "%s: saved position ignored (%s); reading "
                "from the beginning", st->o.path, why);
         return 0;
     }
-    if (p.format != (unsigned)st->o.format ||
+    if (p.own != (unsigned)st->o.format ||
         p.path_len != strlen(st->real) ||
         memcmp(p.path, st->real, p.path_len)) {
         sl_log(ctx, SL_LOG_WARN, "%s: saved position ignored (it is for "
                "%s file '%.*s'); reading from the beginning", st->o.path,
-               s_format_names[p.format], (int)p.path_len, p.path);
+               s_format_names[p.own], (int)p.path_len, p.path);
         return 0;
     }
     why = s_changed(st, &p, buf, sizeof(buf));

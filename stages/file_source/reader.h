@@ -6,20 +6,14 @@
 #ifndef FS_READER_H
 #define FS_READER_H
 
+#include "line_buf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-#define FS_READ_CHUNK (256 * 1024)
-
 typedef struct fs_reader {
     int fd;
-    char *buf;
-    size_t cap;
-    size_t start;    /* first unconsumed byte */
-    size_t end;      /* one past the last byte read */
-    size_t max_cap;  /* the buffer never grows past this */
-    size_t max_line; /* longest line accepted, terminator excluded */
-    uint64_t base;   /* file offset of buf[0] */
+    line_buf_t b;
     uint64_t lineno; /* number of the line last returned (1-based) */
     int eof;
 } fs_reader_t;
@@ -42,11 +36,11 @@ int fs_reader_line(fs_reader_t *r, int keep_eol, const char **line,
 long fs_reader_fill(fs_reader_t *r, size_t want);
 static inline const char *fs_reader_data(const fs_reader_t *r)
 {
-    return r->buf + r->start;
+    return r->b.buf + r->b.start;
 }
 static inline void fs_reader_consume(fs_reader_t *r, size_t n)
 {
-    r->start += n;
+    r->b.start += n;
 }
 /* Reads on from byte off of the file, lineno lines being before it: the
  * buffered bytes are dropped. 0 or -errno. */
@@ -54,7 +48,7 @@ int fs_reader_seek(fs_reader_t *r, uint64_t off, uint64_t lineno);
 /* File offset of the current position. */
 static inline uint64_t fs_reader_offset(const fs_reader_t *r)
 {
-    return r->base + r->start;
+    return r->b.base + r->b.start;
 }
 
 #endif

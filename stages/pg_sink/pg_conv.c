@@ -44,22 +44,6 @@ int pg_buf_add(pg_buf_t *b, const void *p, size_t n)
     return 0;
 }
 
-static const char *s_kind(const msgpack_object *v)
-{
-    switch (v->type) {
-    case MSGPACK_OBJECT_BOOLEAN: return "a boolean";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "an integer";
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "a number";
-    case MSGPACK_OBJECT_STR: return "a string";
-    case MSGPACK_OBJECT_BIN: return "bytes";
-    case MSGPACK_OBJECT_ARRAY: return "an array";
-    case MSGPACK_OBJECT_MAP: return "an object";
-    default: return "an extension value";
-    }
-}
-
 static const char *s_fname(const pg_col_t *c)
 {
     return c->field ? c->field : c->name;
@@ -68,8 +52,7 @@ static const char *s_fname(const pg_col_t *c)
 static int s_mismatch(sl_ctx_t *ctx, const pg_col_t *c,
                       const msgpack_object *v)
 {
-    return sl_ctx_fail(ctx, "field '%s' for column '%s' (%s): got %s",
-                       s_fname(c), c->name, pg_type_name(c->type), s_kind(v));
+    return sql_col_mismatch(ctx, c, pg_type_name(c->type), v);
 }
 
 /* A string for a message: at most 32 bytes, control bytes as '?'. */

@@ -5,6 +5,8 @@
 #ifndef PG_OPTS_H
 #define PG_OPTS_H
 
+#include "sql_columns.h"
+
 #include <sluice/stage.h>
 
 #include <stddef.h>
@@ -21,16 +23,8 @@ typedef enum pg_type {
     PG_BYTEA,
 } pg_type_t;
 
-typedef struct pg_col {
-    const char *name;  /* column; points into the config tree */
-    const char *field; /* dotted path, or NULL: the field named like it */
-    size_t name_len;
-    pg_type_t type;
-    int required; /* missing/null fails the record (always so for keys) */
-    int is_key;
-    /* timestamptz: how many of a number's units make a second */
-    int64_t per_second;
-} pg_col_t;
+/* Its type is a pg_type_t. */
+typedef sql_col_t pg_col_t;
 
 typedef struct pg_opts {
     const char *conninfo;     /* config tree; NULL with conninfo_env */

@@ -5,6 +5,8 @@
 #ifndef SQ_OPTS_H
 #define SQ_OPTS_H
 
+#include "sql_columns.h"
+
 #include <sluice/stage.h>
 
 #include <stddef.h>
@@ -18,14 +20,8 @@ typedef enum sq_type {
     SQ_JSON,
 } sq_type_t;
 
-typedef struct sq_col {
-    const char *name;  /* column; points into the config tree */
-    const char *field; /* dotted path, or NULL: the field named like it */
-    size_t name_len;
-    sq_type_t type;
-    int required; /* missing/null fails the record (always so for keys) */
-    int is_key;
-} sq_col_t;
+/* Its type is an sq_type_t. */
+typedef sql_col_t sq_col_t;
 
 typedef struct sq_opts {
     char *path;        /* owned */

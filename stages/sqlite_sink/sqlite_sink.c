@@ -179,28 +179,10 @@ static int s_commit(sq_state_t *st, sl_ctx_t *ctx)
     return 0;
 }
 
-static const char *s_kind(const msgpack_object *v)
-{
-    switch (v->type) {
-    case MSGPACK_OBJECT_BOOLEAN: return "a boolean";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "an integer";
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "a number";
-    case MSGPACK_OBJECT_STR: return "a string";
-    case MSGPACK_OBJECT_BIN: return "bytes";
-    case MSGPACK_OBJECT_ARRAY: return "an array";
-    case MSGPACK_OBJECT_MAP: return "an object";
-    default: return "an extension value";
-    }
-}
-
 static int s_mismatch(sl_ctx_t *ctx, const sq_col_t *c,
                       const msgpack_object *v)
 {
-    return sl_ctx_fail(ctx, "field '%s' for column '%s' (%s): got %s",
-                       c->field ? c->field : c->name, c->name,
-                       sq_type_name(c->type), s_kind(v));
+    return sql_col_mismatch(ctx, c, sq_type_name(c->type), v);
 }
 
 /* Binds parameter i from v. Booleans go into integer columns as 0/1 and

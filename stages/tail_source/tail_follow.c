@@ -108,7 +108,7 @@ int tl_follow_verify(tl_state_t *st, sl_ctx_t *ctx)
     }
     /* Truncated and written past our offset since we last looked: only
      * the first bytes tell. */
-    int same = tl_fp_same(&st->fp, rd->fd);
+    int same = file_fp_same(&st->fp, rd->fd);
     if (same < 0)
         return same;
     if (!same) {
@@ -182,16 +182,16 @@ static int s_fresh(tl_state_t *st, sl_ctx_t *ctx)
 /* Why the file behind fd does not fit p, or NULL if it does. Uses st->fp
  * (which must describe fd's file). */
 static const char *s_misfit(tl_state_t *st, int fd, const struct stat *sb,
-                            const tl_pos_t *p, char *buf, size_t len)
+                            const file_pos_t *p, char *buf, size_t len)
 {
     if ((uint64_t)sb->st_size < p->offset) {
         snprintf(buf, len, "it has %llu bytes, the position is at byte %"
                  PRIu64, (unsigned long long)sb->st_size, p->offset);
         return buf;
     }
-    long n = tl_fp_fill(&st->fp, fd, p->offset);
+    long n = file_fp_fill(&st->fp, fd, p->offset);
     if (n < 0 || (uint32_t)n != p->fp_len ||
-        tl_fnv1a(st->fp.buf, (size_t)n) != p->fp_hash) {
+        file_pos_fnv1a(st->fp.buf, (size_t)n) != p->fp_hash) {
         snprintf(buf, len, "its first %u bytes differ: another file with "
                  "the same inode number", (unsigned)p->fp_len);
         return buf;
@@ -201,7 +201,7 @@ static const char *s_misfit(tl_state_t *st, int fd, const struct stat *sb,
 
 /* Looks in the path's folder for the file p names, renamed by a rotation
  * (access.log -> access.log.1). Its fd, with *name and *sb, or -1. */
-static int s_find_rotated(tl_state_t *st, const tl_pos_t *p, char *name,
+static int s_find_rotated(tl_state_t *st, const file_pos_t *p, char *name,
                           size_t namelen, struct stat *sb)
 {
     char *dir = strdup(st->abs);
@@ -252,10 +252,10 @@ static int s_resume(tl_state_t *st, sl_ctx_t *ctx, const void *blob,
     const char *why;
     char buf[200], name[256];
     struct stat sb, osb;
-    tl_pos_t p;
+    file_pos_t p;
     int rc;
 
-    if (tl_pos_decode(blob, len, &p, &why) < 0) {
+    if (file_pos_decode(&tl_pos_kind, blob, len, &p, &why) < 0) {
         sl_log(ctx, SL_LOG_WARN, "%s: saved position ignored (%s)",
                st->c.path, why);
         return 0;
@@ -265,7 +265,7 @@ static int s_resume(tl_state_t *st, sl_ctx_t *ctx, const void *blob,
                "'%.*s')", st->c.path, (int)p.path_len, p.path);
         return 0;
     }
-    int skipping = (p.flags & TL_POS_SKIPPING) != 0;
+    int skipping = (p.own & TL_POS_SKIPPING) != 0;
     int fd = s_open(st->c.path, &sb);
     if (fd >= 0 && (uint64_t)sb.st_dev == p.dev &&
         (uint64_t)sb.st_ino == p.ino) {

@@ -19,7 +19,7 @@
 typedef struct tl_state {
     tl_conf_t c;
     tl_reader_t rd;
-    tl_fp_t fp;            /* first bytes of the open file */
+    file_fp_t fp;          /* first bytes of the open file */
     char *abs;             /* c.path made absolute, as positions name it */
     uint64_t dev, ino;     /* of the open file */
     uint64_t emit_from;    /* lines starting before this are not emitted */

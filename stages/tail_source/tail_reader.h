@@ -8,20 +8,14 @@
 #ifndef TL_READER_H
 #define TL_READER_H
 
+#include "line_buf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-#define TL_READ_CHUNK (256 * 1024)
-
 typedef struct tl_reader {
     int fd;          /* -1: no file */
-    char *buf;
-    size_t cap;
-    size_t start;    /* first unconsumed byte */
-    size_t end;      /* one past the last byte read */
-    size_t max_cap;  /* the buffer never grows past this */
-    size_t max_line; /* longest line accepted, terminator excluded */
-    uint64_t base;   /* file offset of buf[0] */
+    line_buf_t b;
     uint64_t lineno; /* lines consumed (the last one returned is lineno) */
     uint64_t line_off; /* file offset where the line last returned began */
     int skipping;    /* inside an over-long line: dropping through its '\n' */
@@ -55,17 +49,17 @@ long tl_reader_more(tl_reader_t *r);
  * line held back, if any. */
 static inline uint64_t tl_reader_offset(const tl_reader_t *r)
 {
-    return r->base + r->start;
+    return r->b.base + r->b.start;
 }
 /* File offset up to which the file has been read. */
 static inline uint64_t tl_reader_read_to(const tl_reader_t *r)
 {
-    return r->base + r->end;
+    return r->b.base + r->b.end;
 }
 /* Bytes of an incomplete line held back. */
 static inline size_t tl_reader_pending(const tl_reader_t *r)
 {
-    return r->end - r->start;
+    return r->b.end - r->b.start;
 }
 
 #endif

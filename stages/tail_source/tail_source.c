@@ -131,11 +131,12 @@ static int tl_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
     if (!(st->abs = s_absolute(st->c.path)))
         goto fail;
     size_t plen = strlen(st->abs);
-    if (plen > UINT16_MAX || tl_pos_size(plen) > SL_POSITION_MAX) {
+    if (plen > UINT16_MAX ||
+        file_pos_size(&tl_pos_kind, plen) > SL_POSITION_MAX) {
         sl_log(ctx, SL_LOG_WARN, "%.64s...: path too long to keep a resume "
                "position; a later run starts over", st->c.path);
     } else {
-        st->pos_len = tl_pos_size(plen);
+        st->pos_len = file_pos_size(&tl_pos_kind, plen);
         if (!(st->pos = malloc(st->pos_len)))
             goto fail;
     }
@@ -274,24 +275,24 @@ static int s_wait(tl_state_t *st, unsigned ms)
 /* ---- positions ----------------------------------------------------------- */
 
 /* Records the offset after the last line handled (before an incomplete
- * one). No I/O once the file's first TL_FP_MAX bytes are known. */
+ * one). No I/O once the file's first FILE_FP_MAX bytes are known. */
 static void s_set_position(tl_state_t *st, sl_ctx_t *ctx)
 {
-    tl_pos_t p = {.dev = st->dev, .ino = st->ino,
-                  .offset = tl_reader_offset(&st->rd),
-                  .lineno = st->rd.lineno, .emit_from = st->emit_from,
-                  .flags = st->rd.skipping ? TL_POS_SKIPPING : 0,
-                  .path = st->abs};
+    file_pos_t p = {.dev = st->dev, .ino = st->ino,
+                    .offset = tl_reader_offset(&st->rd),
+                    .lineno = st->rd.lineno, .emit_from = st->emit_from,
+                    .own = st->rd.skipping ? TL_POS_SKIPPING : 0,
+                    .path = st->abs};
 
     if (!st->pos || st->rd.fd < 0 || !st->pos_dirty)
         return;
-    long n = tl_fp_fill(&st->fp, st->rd.fd, p.offset);
+    long n = file_fp_fill(&st->fp, st->rd.fd, p.offset);
     if (n < 0)
         return; /* reading reports a failing file */
     p.fp_len = (uint32_t)n;
-    p.fp_hash = tl_fnv1a(st->fp.buf, (size_t)n);
-    p.path_len = st->pos_len - tl_pos_size(0);
-    tl_pos_encode(&p, st->pos);
+    p.fp_hash = file_pos_fnv1a(st->fp.buf, (size_t)n);
+    p.path_len = st->pos_len - file_pos_size(&tl_pos_kind, 0);
+    file_pos_encode(&tl_pos_kind, &p, st->pos);
     sl_ctx_set_position(ctx, st->pos, st->pos_len);
     st->pos_dirty = 0;
 }

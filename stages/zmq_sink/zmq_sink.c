@@ -87,7 +87,7 @@ static void s_count_unheard(zsnk_state_t *st, const sl_ctx_t *ctx,
     if (!st->unheard_warned)
         sl_log(ctx, SL_LOG_WARN, "%s: no subscriber: PUB discards the "
                "records sent now (counted; the total is logged at the end)",
-               st->o.endpoint);
+               st->o.conn.endpoint);
     st->unheard_warned = 1;
 }
 
@@ -169,7 +169,7 @@ static int zk_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
 
     if (!st->sock)
         return sl_ctx_error(ctx, "%s: the socket is closed (after the end "
-                            "of the stream)", st->o.endpoint);
+                            "of the stream)", st->o.conn.endpoint);
     if (st->o.format == ZSNK_MSGPACK) {
         /* Records are maps the host checked: sent as they are. */
         const void *data = sl_record_data(rec, &len);
@@ -200,7 +200,7 @@ static int zk_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     }
 sent:
     if (rc < 0)
-        return sl_ctx_error(ctx, "%s: %s", st->o.endpoint,
+        return sl_ctx_error(ctx, "%s: %s", st->o.conn.endpoint,
                             s_why(st, rc, why, sizeof(why)));
     return 0;
 }
@@ -235,7 +235,8 @@ static int zk_sync(void *state, sl_ctx_t *ctx)
 
     if (rc < 0)
         sl_ctx_error(ctx, "%s: %zu records of a partial batch not sent: %s",
-                     st->o.endpoint, count, s_why(st, rc, why, sizeof(why)));
+                     st->o.conn.endpoint, count,
+                     s_why(st, rc, why, sizeof(why)));
     return rc;
 }
 
@@ -250,14 +251,14 @@ static int zk_flush(void *state, sl_ctx_t *ctx)
     if (st->unheard)
         sl_log(ctx, SL_LOG_WARN, "%s: %" PRIu64 " records were sent while "
                "no subscriber was connected; PUB discarded them",
-               st->o.endpoint, st->unheard);
+               st->o.conn.endpoint, st->unheard);
     st->unheard = 0;
     if (rc < 0)
         return rc; /* the socket stays: fini tries once more */
     if (s_close(st) < 0) {
         sl_ctx_error(ctx, "%s: messages still queued %d ms after the end "
                      "(the linger) were discarded: no peer took them",
-                     st->o.endpoint, st->linger_ms);
+                     st->o.conn.endpoint, st->linger_ms);
         return -ETIMEDOUT;
     }
     return 0;
@@ -284,13 +285,14 @@ static void zk_fini(void *state)
         int rc = s_send_batch(st, NULL);
         if (rc < 0)
             sl_log(NULL, SL_LOG_ERROR, "stage '%s': %s: %zu records of a "
-                   "partial batch not sent: %s", st->stage, st->o.endpoint,
-                   st->count, s_why(st, rc, why, sizeof(why)));
+                   "partial batch not sent: %s", st->stage,
+                   st->o.conn.endpoint, st->count,
+                   s_why(st, rc, why, sizeof(why)));
     }
     if (st->sock && s_close(st) < 0)
         sl_log(NULL, SL_LOG_ERROR, "stage '%s': %s: messages still queued "
                "%d ms after the end (the linger) were discarded: no peer "
-               "took them", st->stage, st->o.endpoint, st->linger_ms);
+               "took them", st->stage, st->o.conn.endpoint, st->linger_ms);
     s_close(st); /* what init left half made */
     msgpack_sbuffer_destroy(&st->buf);
     free(st->stage);
@@ -299,7 +301,7 @@ static void zk_fini(void *state)
 
 static int s_setopt(zsnk_state_t *st, int opt, int v)
 {
-    return zmq_setsockopt(st->sock, opt, &v, sizeof(v)) == 0 ? 0 : -errno;
+    return zmq_conn_setopt(st->sock, opt, &v, sizeof(v));
 }
 
 static int s_open(zsnk_state_t *st, const sl_config_t *cfg, unsigned workers)
@@ -307,25 +309,16 @@ static int s_open(zsnk_state_t *st, const sl_config_t *cfg, unsigned workers)
     const zsnk_opts_t *o = &st->o;
     int rc;
 
-    if (o->bind && workers > 1)
-        return sl_config_error(o->bind_node ? o->bind_node : cfg,
-                               "with bind: true only one of "
-                               "the stage's %u workers can bind %s; use "
-                               "workers: 1, or bind: false so that each "
-                               "worker connects to a receiver that binds",
-                               workers, o->endpoint);
+    if ((rc = zmq_conn_workers(&o->conn, cfg, workers, "receiver")) < 0)
+        return rc;
     /* Long enough that a close which used it all up cannot be mistaken
      * for one that merely took a while. */
     st->linger_ms = o->send_timeout_ms > ZSNK_MIN_LINGER_MS
                         ? o->send_timeout_ms
                         : ZSNK_MIN_LINGER_MS;
-    st->zctx = zmq_ctx_new();
-    if (!st->zctx)
-        return -errno;
-    st->sock = zmq_socket(st->zctx, o->socket == ZSNK_PUB ? ZMQ_XPUB
-                                                          : ZMQ_PUSH);
-    if (!st->sock)
-        return -errno;
+    if ((rc = zmq_conn_socket(o->socket == ZSNK_PUB ? ZMQ_XPUB : ZMQ_PUSH,
+                              &st->zctx, &st->sock)) < 0)
+        return rc;
     if ((rc = s_setopt(st, ZMQ_SNDHWM, o->sndhwm)) < 0 ||
         (rc = s_setopt(st, ZMQ_LINGER, st->linger_ms)) < 0)
         return rc;
@@ -333,15 +326,7 @@ static int s_open(zsnk_state_t *st, const sl_config_t *cfg, unsigned workers)
         ((rc = s_setopt(st, ZMQ_XPUB_NODROP, 1)) < 0 ||
          (rc = s_setopt(st, ZMQ_XPUB_VERBOSER, 1)) < 0))
         return rc;
-    if ((o->bind ? zmq_bind(st->sock, o->endpoint)
-                 : zmq_connect(st->sock, o->endpoint)) != 0) {
-        rc = -errno;
-        sl_config_error(o->endpoint_node ? o->endpoint_node : cfg,
-                        "cannot %s %s: %s", o->bind ? "bind" : "connect to",
-                        o->endpoint, zmq_strerror(-rc));
-        return rc;
-    }
-    return 0;
+    return zmq_conn_attach(&o->conn, cfg, st->sock);
 }
 
 static int zk_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)

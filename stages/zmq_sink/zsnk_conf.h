@@ -6,6 +6,8 @@
 #ifndef ZSNK_CONF_H
 #define ZSNK_CONF_H
 
+#include "zmq_common.h"
+
 #include <sluice/stage.h>
 
 #include <stddef.h>
@@ -14,15 +16,12 @@ typedef enum zsnk_socket { ZSNK_PUSH = 0, ZSNK_PUB } zsnk_socket_t;
 typedef enum zsnk_format { ZSNK_MSGPACK = 0, ZSNK_JSON } zsnk_format_t;
 
 typedef struct zsnk_opts {
-    const char *endpoint;
-    int bind;
+    zmq_conn_t conn; /* endpoint and bind */
     zsnk_socket_t socket;
     zsnk_format_t format;
     int sndhwm;
     size_t batch;        /* records per message */
     int send_timeout_ms; /* also the linger at close */
-    const sl_config_t *endpoint_node;
-    const sl_config_t *bind_node;
 } zsnk_opts_t;
 
 extern const char *const zsnk_keys[];

@@ -110,7 +110,7 @@ static void s_report_unread(zsrc_state_t *st)
         sl_log(NULL, SL_LOG_WARN, "stage '%s': %s: %" PRIu64 " records of a "
                "message partly read and %" PRIu64 " queued messages were "
                "not read before the end and are discarded",
-               st->stage, st->o.endpoint, records, messages);
+               st->stage, st->o.conn.endpoint, records, messages);
 }
 
 static void zs_fini(void *state)
@@ -133,7 +133,7 @@ static void zs_fini(void *state)
 
 static int s_setopt(zsrc_state_t *st, int opt, const void *v, size_t len)
 {
-    return zmq_setsockopt(st->sock, opt, v, len) == 0 ? 0 : -errno;
+    return zmq_conn_setopt(st->sock, opt, v, len);
 }
 
 /* One socket can bind an endpoint, and each SUB socket gets every
@@ -143,12 +143,8 @@ static int s_check_workers(const zsrc_opts_t *o, unsigned workers,
 {
     if (workers <= 1)
         return 0;
-    if (o->bind)
-        return sl_config_error(o->bind_node ? o->bind_node : cfg,
-                               "with bind: true only one of the stage's %u "
-                               "workers can bind %s; use workers: 1, or "
-                               "bind: false so that each worker connects to "
-                               "a sender that binds", workers, o->endpoint);
+    if (o->conn.bind)
+        return zmq_conn_workers(&o->conn, cfg, workers, "sender");
     if (o->socket == ZSRC_SUB)
         return sl_config_error(o->socket_node, "socket: sub with %u workers "
                                "would receive every message %u times; use "
@@ -167,13 +163,9 @@ static int s_open(zsrc_state_t *st, const sl_config_t *cfg)
     int64_t hard = (int64_t)o->max_message * 2;
     int rc;
 
-    st->zctx = zmq_ctx_new();
-    if (!st->zctx)
-        return -errno;
-    st->sock = zmq_socket(st->zctx, o->socket == ZSRC_SUB ? ZMQ_SUB
-                                                          : ZMQ_PULL);
-    if (!st->sock)
-        return -errno;
+    if ((rc = zmq_conn_socket(o->socket == ZSRC_SUB ? ZMQ_SUB : ZMQ_PULL,
+                              &st->zctx, &st->sock)) < 0)
+        return rc;
     if ((rc = s_setopt(st, ZMQ_RCVHWM, &o->rcvhwm, sizeof(int))) < 0 ||
         (rc = s_setopt(st, ZMQ_MAXMSGSIZE, &hard, sizeof(hard))) < 0 ||
         (rc = s_setopt(st, ZMQ_LINGER, &zero, sizeof(zero))) < 0)
@@ -188,15 +180,7 @@ static int s_open(zsrc_state_t *st, const sl_config_t *cfg)
                 return rc;
         }
     }
-    if ((o->bind ? zmq_bind(st->sock, o->endpoint)
-                 : zmq_connect(st->sock, o->endpoint)) != 0) {
-        rc = -errno;
-        sl_config_error(o->endpoint_node ? o->endpoint_node : cfg,
-                        "cannot %s %s: %s", o->bind ? "bind" : "connect to",
-                        o->endpoint, zmq_strerror(-rc));
-        return rc;
-    }
-    return 0;
+    return zmq_conn_attach(&o->conn, cfg, st->sock);
 }
 
 static int zs_init(sl_ctx_t *ctx, const sl_config_t *cfg, void **state)
@@ -386,7 +370,8 @@ static int s_recv(zsrc_state_t *st, sl_ctx_t *ctx)
     if (st->o.eof_on && (size_t)n == st->o.eof_len &&
         !memcmp(zmq_msg_data(&st->msg), st->o.eof_on, st->o.eof_len)) {
         sl_log(ctx, SL_LOG_INFO, "%s: message %" PRIu64 " is the end "
-               "marker (eof_on): end of input", st->o.endpoint, st->msg_no);
+               "marker (eof_on): end of input", st->o.conn.endpoint,
+               st->msg_no);
         st->at_end = 1;
         return 1;
     }
@@ -408,7 +393,7 @@ static int s_wait(zsrc_state_t *st, sl_ctx_t *ctx)
         uint64_t idle = sl_mono_ns() - st->last_ns;
         if (idle >= st->o.idle_ns) {
             sl_log(ctx, SL_LOG_INFO, "%s: no message for %" PRIu64 " ms "
-                   "(idle_timeout_ms): end of input", st->o.endpoint,
+                   "(idle_timeout_ms): end of input", st->o.conn.endpoint,
                    st->o.idle_ns / 1000000u);
             return -ETIMEDOUT;
         }
@@ -464,8 +449,8 @@ static int zs_pull(void *state, sl_ctx_t *ctx)
             break;
         waited = 1;
     }
-    sl_log(ctx, SL_LOG_ERROR, "%s: receiving failed: %s", st->o.endpoint,
-           zmq_strerror(-rc));
+    sl_log(ctx, SL_LOG_ERROR, "%s: receiving failed: %s",
+           st->o.conn.endpoint, zmq_strerror(-rc));
     return rc;
 }
 

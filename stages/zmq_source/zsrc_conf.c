@@ -1,5 +1,4 @@
 #include "zsrc_conf.h"
-#include "zmq_endpoint.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -12,42 +11,6 @@ const char *const zsrc_keys[] = {"endpoint",    "bind",   "socket",
                                  "subscribe",   "format", "rcvhwm",
                                  "max_message", "eof_on", "idle_timeout_ms",
                                  NULL};
-
-/* An optional integer key in [lo, hi]. */
-static int s_int(const sl_config_t *cfg, const char *key, int64_t dflt,
-                 int64_t lo, int64_t hi, const char *unit, int64_t *out)
-{
-    if (sl_config_get_int(cfg, key, dflt, out) < 0)
-        return -EINVAL;
-    if (!sl_config_get(cfg, key))
-        return 0; /* the default, which may mean "off" */
-    if (*out < lo || *out > hi)
-        return sl_config_error(sl_config_get(cfg, key), "'%s' must be %lld "
-                               "to %lld %s, got %lld", key, (long long)lo,
-                               (long long)hi, unit, (long long)*out);
-    return 0;
-}
-
-/* Picks one of names (NULL-terminated) for key; *out is its index. */
-static int s_choice(const sl_config_t *cfg, const char *key,
-                    const char *const *names, const char *expect, int *out)
-{
-    const char *s;
-
-    *out = 0;
-    if (sl_config_get_str(cfg, key, NULL, &s) < 0)
-        return -EINVAL;
-    if (!s)
-        return 0;
-    for (int i = 0; names[i]; i++) {
-        if (!strcmp(s, names[i])) {
-            *out = i;
-            return 0;
-        }
-    }
-    return sl_config_error(sl_config_get(cfg, key), "'%s' must be %s, got "
-                           "'%s'", key, expect, s);
-}
 
 static int s_subscribe(const sl_config_t *n)
 {
@@ -76,23 +39,15 @@ int zsrc_opts_parse(const sl_config_t *cfg, zsrc_opts_t *o)
     int choice, rc = 0;
 
     memset(o, 0, sizeof(*o));
-    o->endpoint_node = sl_config_get(cfg, "endpoint");
-    o->bind_node = sl_config_get(cfg, "bind");
     o->socket_node = sl_config_get(cfg, "socket");
-    if (sl_config_get_bool(cfg, "bind", 1, &o->bind) < 0)
-        rc = -EINVAL;
-    if (sl_config_get_str(cfg, "endpoint", NULL, &o->endpoint) < 0)
-        rc = -EINVAL;
-    else if (!o->endpoint)
-        rc = sl_config_error(cfg, "'endpoint' is required (tcp://HOST:PORT "
-                                  "or ipc://PATH)");
-    else if (zmq_endpoint_check(o->endpoint_node, o->endpoint, o->bind) < 0)
+    if (zmq_conf_conn(cfg, 1, &o->conn) < 0)
         rc = -EINVAL;
 
-    if (s_choice(cfg, "socket", sockets, "pull or sub", &choice) < 0)
+    if (zmq_conf_choice(cfg, "socket", sockets, "pull or sub", &choice) < 0)
         rc = -EINVAL;
     o->socket = (zsrc_socket_t)choice;
-    if (s_choice(cfg, "format", formats, "msgpack or json", &choice) < 0)
+    if (zmq_conf_choice(cfg, "format", formats, "msgpack or json",
+                        &choice) < 0)
         rc = -EINVAL;
     o->format = (zsrc_format_t)choice;
 
@@ -103,16 +58,16 @@ int zsrc_opts_parse(const sl_config_t *cfg, zsrc_opts_t *o)
         rc = -EINVAL;
     o->subscribe = n;
 
-    if (s_int(cfg, "rcvhwm", ZSRC_DEFAULT_RCVHWM, 1, ZSRC_LIMIT_RCVHWM,
-              "messages", &v) < 0)
+    if (zmq_conf_int(cfg, "rcvhwm", ZSRC_DEFAULT_RCVHWM, 1,
+                     ZSRC_LIMIT_RCVHWM, "messages", &v) < 0)
         rc = -EINVAL;
     o->rcvhwm = (int)v;
-    if (s_int(cfg, "max_message", ZSRC_DEFAULT_MAX_MESSAGE, 1,
-              ZSRC_LIMIT_MAX_MESSAGE, "bytes", &v) < 0)
+    if (zmq_conf_int(cfg, "max_message", ZSRC_DEFAULT_MAX_MESSAGE, 1,
+                     ZSRC_LIMIT_MAX_MESSAGE, "bytes", &v) < 0)
         rc = -EINVAL;
     o->max_message = (size_t)v;
-    if (s_int(cfg, "idle_timeout_ms", 0, 1, ZSRC_LIMIT_IDLE_MS, "ms", &v) <
-        0)
+    if (zmq_conf_int(cfg, "idle_timeout_ms", 0, 1, ZSRC_LIMIT_IDLE_MS, "ms",
+                     &v) < 0)
         rc = -EINVAL;
     o->idle_ns = (uint64_t)v * 1000000u;
 

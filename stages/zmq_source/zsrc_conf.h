@@ -6,6 +6,8 @@
 #ifndef ZSRC_CONF_H
 #define ZSRC_CONF_H
 
+#include "zmq_common.h"
+
 #include <sluice/stage.h>
 
 #include <stddef.h>
@@ -19,8 +21,7 @@ typedef enum zsrc_socket { ZSRC_PULL = 0, ZSRC_SUB } zsrc_socket_t;
 typedef enum zsrc_format { ZSRC_MSGPACK = 0, ZSRC_JSON } zsrc_format_t;
 
 typedef struct zsrc_opts {
-    const char *endpoint;
-    int bind;
+    zmq_conn_t conn; /* endpoint and bind */
     zsrc_socket_t socket;
     zsrc_format_t format;
     const sl_config_t *subscribe; /* a sequence of prefixes, or NULL: all */
@@ -29,10 +30,7 @@ typedef struct zsrc_opts {
     const char *eof_on; /* NULL: no end marker */
     size_t eof_len;
     uint64_t idle_ns; /* 0: never idle out */
-    /* Where init reports what only the socket can tell. */
-    const sl_config_t *endpoint_node;
-    const sl_config_t *bind_node;
-    const sl_config_t *socket_node;
+    const sl_config_t *socket_node; /* for what init reports about it */
 } zsrc_opts_t;
 
 extern const char *const zsrc_keys[];

@@ -1,6 +1,5 @@
 /*
- * Endpoint syntax shared by zmq_source and zmq_sink (the sink's build
- * compiles this file too).
+ * Endpoint syntax shared by zmq_source and zmq_sink.
  */
 #ifndef ZMQ_ENDPOINT_H
 #define ZMQ_ENDPOINT_H
