@@ -213,7 +213,9 @@ static const unsigned char s_plain[256] = {
 static int s_put_str(msgpack_sbuffer *out, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)str;
+    /* msgpack-c gives an empty string a NULL pointer. */
+    const unsigned char *p = n ? (const unsigned char *)str
+                               : (const unsigned char *)"";
     const unsigned char *end = p + n;
 
     /* Worst case per input byte is 6 output bytes (\u00XX); reserving the

@@ -52,7 +52,8 @@ static inline const char *csv_row_field(const csv_row_t *r, size_t i,
                                         size_t *len)
 {
     *len = r->off[i + 1] - r->off[i];
-    return r->buf + r->off[i];
+    /* A row of empty fields never allocated its buffer. */
+    return r->buf ? r->buf + r->off[i] : "";
 }
 
 #endif

@@ -9,6 +9,7 @@
  * that destroy can regfree() them.
  */
 #include "expr.h"
+#include "regex_guard.h"
 #include "expr_lex.h"
 #include "expr_tree.h"
 
@@ -247,6 +248,11 @@ static node_t *parse_match(parser_t *p, node_t *n)
         return NULL;
     if (strlen(pat) != patlen) {
         lex_fail(&p->lx, at, "regex contains a NUL character");
+        return NULL;
+    }
+    char why[160];
+    if (regex_guard(pat, why, sizeof why) != 0) {
+        lex_fail(&p->lx, at, "regex refused: %s", why);
         return NULL;
     }
     n->re = zalloc(p, sizeof *n->re);

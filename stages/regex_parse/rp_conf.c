@@ -1,4 +1,5 @@
 #include "rp_conf.h"
+#include "regex_guard.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -249,6 +250,9 @@ int rp_conf_parse(const sl_config_t *cfg, rp_conf_t *c, regex_t *re_out)
     rc = s_enum(cfg, c);
     if (s_pattern(cfg, c, &at) < 0)
         return -EINVAL;
+    char why[160];
+    if (regex_guard(c->pattern, why, sizeof(why)) != 0)
+        return sl_config_error(at, "'pattern' refused: %s", why);
     int err = regcomp(&re, c->pattern, REG_EXTENDED);
     if (err) {
         char msg[256];

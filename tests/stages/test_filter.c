@@ -408,6 +408,13 @@ Test(filter_errors, lexical_errors_name_the_column)
     BAD("`` == 1", "column 1: empty field name");
     BAD("a. == 1", "column 3: expected a field name after '.'");
     BAD("s matches \"(\"", "column 11: invalid regex:");
+    /* glibc's regcomp would take minutes and gigabytes on these */
+    BAD("s matches \"a++++++++++++++++++++++++\"",
+        "column 11: regex refused: repetition operators follow one another "
+        "at character 3 (each copies what it repeats)");
+    BAD("s matches \"((a{60}){60}){60}\"",
+        "column 11: regex refused: its repetitions expand to more than "
+        "100000 elements by character 17");
 }
 
 Test(filter_errors, columns_count_characters_not_bytes)

@@ -455,6 +455,11 @@ Test(regex_parse, config_errors)
                     "config:2:10: regex_parse: 'pattern' is not a valid "
                     "POSIX extended regular expression: Invalid content of "
                     "\\{\\}");
+    sl_test_refused("regex_parse", "pattern: '(a)+++++++++++++++++++++'\n"
+                    "fields: [a]", NULL,
+                    "config:1:10: regex_parse: 'pattern' refused: repetition "
+                    "operators follow one another at character 5 (each "
+                    "copies what it repeats)");
     sl_test_refused("regex_parse", "pattern: '[a-z]+'\nfields: [a]", NULL,
                     "config:1:10: regex_parse: 'pattern' has no capture "
                     "group: nothing to extract");
