@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CTEST_ARGS ?= --output-on-failure --timeout 600
 
-.PHONY: all build quickstart test asan check bench clean
+.PHONY: all build quickstart test asan check bench fuzz-smoke clean
 
 all: build
 
@@ -38,5 +38,16 @@ check: test asan
 bench: build
 	bench/run_bench.sh $(BUILD)
 
+# libFuzzer targets (fuzz/README.md): clang-14 and libclang-rt-14-dev.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+$(FUZZ_BUILD)/Makefile:
+	@command -v clang >/dev/null || { echo "fuzz-smoke needs clang: apt-get install clang-14 libclang-rt-14-dev llvm-14" >&2; exit 2; }
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON
+
+fuzz-smoke: $(FUZZ_BUILD)/Makefile
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz
+	fuzz/smoke.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
