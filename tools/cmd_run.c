@@ -19,6 +19,7 @@ typedef struct s_opts {
     int quiet;
     long grace_ms; /* --grace, or -1: the topology's */
     const char *workers[16]; /* --workers STAGE=N, applied after loading */
+    const char *node;        /* --node NAME: only that host's stages */
     size_t n_workers;
     sl_cli_run_t metrics; /* only .metrics and .metrics_linger_ms */
 } s_opts_t;
@@ -60,6 +61,9 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
                 return -EINVAL;
             }
             i++;
+        } else if (strcmp(a, "--node") == 0 && next) {
+            o->node = next;
+            i++;
         } else if (strcmp(a, "--workers") == 0 && next) {
             if (o->n_workers == sizeof(o->workers) / sizeof(o->workers[0])) {
                 fprintf(stderr, "sluice run: too many --workers options\n");
@@ -84,7 +88,8 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         }
     }
     if (!o->file) {
-        fprintf(stderr, "usage: sluice run FILE [--report OUT.json] [--quiet] "
+        fprintf(stderr, "usage: sluice run FILE [--node NAME] "
+                        "[--report OUT.json] [--quiet] "
                         "[--grace DURATION] [--workers STAGE=N]... "
                         "[--log-level LEVEL] "
                         "[--log-format logfmt|json] [--metrics ADDR] "
@@ -273,6 +278,7 @@ int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
     double elapsed = sl__run_elapsed_s(run);
     if (!o->quiet) {
         sl__run_print_summary(run, stderr);
+        sl__run_print_links(run, stderr);
         uint64_t sunk = 0;
         for (size_t i = 0; i < run->n_runners; i++)
             if (run->runners[i].desc->kind == SL_STAGE_SINK) {
@@ -371,6 +377,12 @@ int sl_cmd_run(int argc, char **argv)
     sl__diag_print(&diag, stderr); /* warnings */
     sl__diag_fini(&diag);
 
+    char err[512];
+    if (o.node && sl__topology_set_node(topo, o.node, err, sizeof(err))) {
+        fprintf(stderr, "sluice run: %s\n", err);
+        sl__topology_destroy(&topo);
+        return SL_EXIT_USAGE;
+    }
     for (size_t i = 0; i < o.n_workers; i++) {
         if (s_apply_workers(topo, o.workers[i]) != 0) {
             sl__topology_destroy(&topo);

@@ -7,6 +7,7 @@
 #include "tap.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,10 @@ static int s_send_credit(sl_runner_t *r, size_t link, uint32_t n)
     sl__msg_credit(msg, n);
     if (zmq_send(r->in_sock, r->in_ident[link], 5, ZMQ_SNDMORE) < 0 ||
         zmq_send(r->in_sock, msg, sizeof(msg), 0) < 0) {
+        /* A producer on another node that has gone (after its
+         * end-of-stream, or to restart) has no route: its credit is moot. */
+        if (errno == EHOSTUNREACH && r->remote_in)
+            return 0;
         s_fail(r, "cannot send credit upstream: %s", zmq_strerror(errno));
         return -EIO;
     }
@@ -942,7 +947,9 @@ static void s_send_eos(sl_runner_t *r)
     for (size_t o = 0; o < r->n_out; o++) {
         unsigned char msg[SL_MSG_EOS_SIZE];
         sl__msg_eos(msg, r->out_link[o], r->link_sent[o]);
-        if (zmq_send(r->out_socks[o], msg, sizeof(msg), 0) < 0)
+        /* a link to another node must not block an ending stage */
+        int flags = r->out_remote && r->out_remote[o] ? ZMQ_DONTWAIT : 0;
+        if (zmq_send(r->out_socks[o], msg, sizeof(msg), flags) < 0)
             s_fail(r, "cannot send end-of-stream: %s", zmq_strerror(errno));
     }
     if (r->dl_sock) {
@@ -980,12 +987,34 @@ static void s_observe_turn(sl_runner_t *r, uint64_t start)
                               RELAXED);
 }
 
+/* The grace period is over: a producer on another node that has not
+ * ended by now may never start, and a stop on this node cannot reach it.
+ * Its links count as ended (the ledger still says they had no
+ * end-of-stream). */
+static void s_waive_remote_eos(sl_runner_t *r)
+{
+    const sl_topology_t *topo = r->run->topo;
+    r->eos_waived = 0;
+    for (size_t l = 0; l < r->rx.n_links; l++) {
+        const sl_topo_stage_t *up = &topo->stages[r->spec->inputs[l]];
+        if (r->in_eos[l] || up->host == r->run->node)
+            continue;
+        r->eos_waived++;
+        sl__log(SL_LOG_WARN, r->spec->name, -1, "no end-of-stream from "
+                "'%s' on node '%s' by the end of the grace period: its link "
+                "counts as ended", up->name, topo->hosts[up->host].name);
+    }
+}
+
 /* True once every input has ended and every record taken in is handled. */
 static int s_inputs_done(sl_runner_t *r)
 {
     if (r->desc->kind == SL_STAGE_SOURCE)
         return 1;
-    if (r->eos_count < r->rx.n_links)
+    if (r->remote_in && r->eos_count < r->rx.n_links && !r->eos_waived &&
+        atomic_load_explicit(&r->run->spilling, RELAXED))
+        s_waive_remote_eos(r);
+    if (r->eos_count + r->eos_waived < r->rx.n_links)
         return 0;
     /* A link delivers in order, so everything sent before EOS is here; a
      * count that differs is a loss the ledger reports, not a reason to
@@ -1144,6 +1173,74 @@ static void s_elastic(sl_runner_t *r, int flushing)
         s_shrink(r, load);
 }
 
+/* Links to other nodes (only on multi-node runs): a HELLO goes once the
+ * connection and its handshake are up (the sockets queue nothing before,
+ * ZMQ_IMMEDIATE), and a handshake the other node refused ends the run,
+ * naming the peer, rather than leaving the producer waiting for credit
+ * that cannot come. Returns whether a HELLO still waits. */
+#define REMOTE_TICK_MS 50
+static int s_remote_turn(sl_runner_t *r)
+{
+    const sl_topology_t *topo = r->run->topo;
+    int waiting = 0;
+    for (size_t o = 0; o < r->n_out; o++) {
+        if (!r->out_remote[o])
+            continue;
+        size_t c = r->spec->outputs[o];
+        const char *node = topo->hosts[topo->stages[c].host].name;
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        while (r->out_mon[o] &&
+               zmq_msg_recv(&ev, r->out_mon[o], ZMQ_DONTWAIT) >= 0) {
+            uint16_t event = 0;
+            uint32_t value = 0;
+            if (zmq_msg_size(&ev) >= 6) {
+                memcpy(&event, zmq_msg_data(&ev), 2);
+                memcpy(&value, (char *)zmq_msg_data(&ev) + 2, 4);
+            }
+            char ep[160] = "";
+            zmq_msg_init(&addr);
+            if (zmq_msg_more(&ev) &&
+                zmq_msg_recv(&addr, r->out_mon[o], 0) >= 0)
+                snprintf(ep, sizeof(ep), "%.*s", (int)zmq_msg_size(&addr),
+                         (const char *)zmq_msg_data(&addr));
+            zmq_msg_close(&addr);
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+                s_fail(r, "link to '%s' on node '%s' (%s): the node refused "
+                       "this node's key (ZAP status %" PRIu32 "); is it "
+                       "listed under hosts: in that node's topology?",
+                       topo->stages[c].name, node, ep, value);
+            else if (event == ZMQ_EVENT_DISCONNECTED && r->hello_due[o] == 1) {
+                /* the server closed the connection in the handshake: it
+                 * could not read our HELLO, sealed for another key */
+                r->hello_due[o] = 2;
+                sl__log(SL_LOG_WARN, r->spec->name, -1, "link to '%s' on "
+                        "node '%s' (%s): the connection closed during the "
+                        "CURVE handshake; retrying. Does hosts: %s: key "
+                        "match the key that node runs with?",
+                        topo->stages[c].name, node, ep, node);
+            } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+                s_fail(r, "link to '%s' on node '%s' (%s): the CURVE "
+                       "handshake failed (is hosts: %s: key the key that "
+                       "node runs with?)", topo->stages[c].name, node, ep,
+                       node);
+        }
+        zmq_msg_close(&ev);
+        if (!r->hello_due[o])
+            continue;
+        unsigned char hello[SL_MSG_HELLO_SIZE];
+        sl__msg_hello(hello, r->out_link[o]);
+        if (zmq_send(r->out_socks[o], hello, sizeof(hello), ZMQ_DONTWAIT) >= 0)
+            r->hello_due[o] = 0;
+        else if (errno == EAGAIN)
+            waiting = 1;
+        else
+            s_fail(r, "cannot reach '%s' on node '%s': %s",
+                   topo->stages[c].name, node, zmq_strerror(errno));
+    }
+    return waiting;
+}
+
 void *sl__dispatcher_main(void *arg)
 {
     sl_runner_t *r = arg;
@@ -1163,6 +1260,8 @@ void *sl__dispatcher_main(void *arg)
     items[k++] = (zmq_pollitem_t){.fd = r->efd, .events = ZMQ_POLLIN};
 
     for (size_t o = 0; o < r->n_out; o++) {
+        if (r->hello_due && r->hello_due[o])
+            continue; /* sent once the other node is there (s_remote_turn) */
         unsigned char hello[SL_MSG_HELLO_SIZE];
         sl__msg_hello(hello, r->out_link[o]);
         if (zmq_send(r->out_socks[o], hello, sizeof(hello), 0) < 0)
@@ -1185,6 +1284,8 @@ void *sl__dispatcher_main(void *arg)
     while (!atomic_load(&run->aborting)) {
         int n_items = (int)n_fixed;
         int timeout = r->n_workers > r->spec->workers ? ELASTIC_TICK_MS : 200;
+        if (r->out_remote && s_remote_turn(r) && timeout > REMOTE_TICK_MS)
+            timeout = REMOTE_TICK_MS;
         s_elastic(r, flushing);
         if (r->pp) {
             timeout = sl__procpool_tick(r->pp, timeout);

@@ -1,4 +1,5 @@
 #include "run.h"
+#include "curve.h"
 #include "tap.h"
 #include "deadletter.h"
 #include "endian.h"
@@ -6,6 +7,7 @@
 #include "spill.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,53 @@ static uint32_t s_out_batch(const sl_topology_t *topo, const sl_topo_stage_t *s)
     return b ? b : 1;
 }
 
+/* Whether stage i runs on another node than this run's. */
+static int s_elsewhere(const sl_run_t *run, size_t i)
+{
+    return run->node >= 0 && run->topo->stages[i].host != run->node;
+}
+
+/* A tcp link to another node lingers on close, so that the end-of-stream
+ * sent just before still leaves; inproc links need not. */
+#define SL_REMOTE_LINGER_MS 5000
+
+/* The stage's tcp endpoint on its node: the host's address, port = base
+ * port + stage index. */
+static void s_tcp_endpoint(const sl_topology_t *topo, size_t i, char *buf,
+                           size_t len)
+{
+    const sl_topo_host_t *h = &topo->hosts[topo->stages[i].host];
+    snprintf(buf, len, "tcp://%s:%" PRIu32, h->address,
+             h->port + (uint32_t)i);
+}
+
+/* The input ROUTER of a stage with producers on other nodes also listens
+ * on tcp, as a CURVE server (or, insecure, through the handler anyway so
+ * each connection is logged). The inproc endpoint is bound before, so
+ * local producers need no handshake. */
+static int s_bind_remote(sl_run_t *run, sl_runner_t *r, char *err,
+                         size_t errlen)
+{
+    char ep[160], why[256];
+    s_tcp_endpoint(run->topo, r->index, ep, sizeof(ep));
+    int rc = run->topo->insecure
+                 ? sl__curve_insecure_server(r->in_sock, run->zap, why,
+                                             sizeof(why))
+                 : sl__curve_server(r->in_sock, run->keys, run->zap, why,
+                                    sizeof(why));
+    if (rc != 0) {
+        s_err(err, errlen, "stage '%s': %s", r->spec->name, why);
+        return rc;
+    }
+    if (zmq_bind(r->in_sock, ep) != 0) {
+        s_err(err, errlen, "stage '%s': cannot bind %s (node '%s'): %s",
+              r->spec->name, ep, run->topo->hosts[run->node].name,
+              zmq_strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
 static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
 {
     const sl_topology_t *topo = run->topo;
@@ -66,6 +115,16 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
     r->spec = s;
     r->desc = s->plugin->desc;
     r->index = i;
+    if (s_elsewhere(run, i)) {
+        r->remote = 1;
+        r->efd = -1;
+        pthread_mutex_init(&r->mu, NULL);
+        pthread_cond_init(&r->cv, NULL);
+        sl_prioq_init(&r->pq);
+        atomic_store(&r->finished, 1);
+        atomic_fetch_add(&run->n_finished, 1);
+        return 0;
+    }
     r->n_live = s->workers ? s->workers : 1;
     r->n_workers = s->workers_max > r->n_live ? s->workers_max : r->n_live;
     r->out_batch = s_out_batch(topo, s);
@@ -104,6 +163,14 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
             s_err(err, errlen, "stage '%s': cannot bind %s: %s", s->name,
                   r->endpoint, zmq_strerror(errno));
             return -EIO;
+        }
+        for (size_t l = 0; l < s->n_inputs; l++)
+            if (s_elsewhere(run, s->inputs[l]))
+                r->remote_in = 1;
+        if (r->remote_in) {
+            int rc = s_bind_remote(run, r, err, errlen);
+            if (rc)
+                return rc;
         }
     }
     if (s->n_outputs) {
@@ -157,10 +224,69 @@ nomem:
     return -ENOMEM;
 }
 
+/* An output link to a consumer on another node: a CURVE client (unless
+ * insecure) that sends nothing before the connection is up (so HELLO waits
+ * for it), watched by a monitor for a refused handshake. */
+static int s_connect_remote(sl_run_t *run, sl_runner_t *r, size_t o,
+                            char *err, size_t errlen)
+{
+    const sl_topology_t *topo = run->topo;
+    size_t c = r->spec->outputs[o];
+    void *s = r->out_socks[o];
+    char ep[160], why[256];
+    const sl_topo_host_t *h = &topo->hosts[topo->stages[c].host];
+    if (!topo->insecure &&
+        sl__curve_client(s, run->keys, h->key, why, sizeof(why)) != 0) {
+        s_err(err, errlen, "stage '%s': link to '%s' on node '%s': %s",
+              r->spec->name, topo->stages[c].name, h->name, why);
+        return -EINVAL;
+    }
+    int one = 1, linger = SL_REMOTE_LINGER_MS;
+    zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof(one));
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    char mon[96];
+    snprintf(mon, sizeof(mon), "inproc://sluice-mon-%lu-%zu-%zu", run->id,
+             r->index, o);
+    if (zmq_socket_monitor(s, mon, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                   ZMQ_EVENT_DISCONNECTED) != 0 ||
+        !(r->out_mon[o] = zmq_socket(run->zctx, ZMQ_PAIR)) ||
+        zmq_connect(r->out_mon[o], mon) != 0) {
+        s_err(err, errlen, "stage '%s': cannot monitor the link to '%s': %s",
+              r->spec->name, topo->stages[c].name, zmq_strerror(errno));
+        return -EIO;
+    }
+    zmq_setsockopt(r->out_mon[o], ZMQ_LINGER, &(int){0}, sizeof(int));
+    s_tcp_endpoint(topo, c, ep, sizeof(ep));
+    if (zmq_connect(s, ep) != 0) {
+        s_err(err, errlen, "stage '%s': cannot connect to %s ('%s' on node "
+              "'%s'): %s", r->spec->name, ep, topo->stages[c].name, h->name,
+              zmq_strerror(errno));
+        return -EIO;
+    }
+    r->out_remote[o] = 1;
+    r->hello_due[o] = 1;
+    return 0;
+}
+
 /* Consumers bind in s_setup_runner; producers connect once all are bound. */
 static int s_connect_outputs(sl_run_t *run, size_t i, char *err, size_t errlen)
 {
     sl_runner_t *r = &run->runners[i];
+    if (r->remote)
+        return 0;
+    int any_remote = 0;
+    for (size_t o = 0; o < r->n_out; o++)
+        any_remote |= s_elsewhere(run, r->spec->outputs[o]);
+    if (any_remote) {
+        r->out_remote = calloc(r->n_out, sizeof(*r->out_remote));
+        r->out_mon = calloc(r->n_out, sizeof(*r->out_mon));
+        r->hello_due = calloc(r->n_out, sizeof(*r->hello_due));
+        if (!r->out_remote || !r->out_mon || !r->hello_due) {
+            s_err(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
     if (r->spec->dl_stage >= 0) {
         sl_runner_t *c = &run->runners[r->spec->dl_stage];
         void *s = s_socket(run, ZMQ_DEALER);
@@ -191,6 +317,12 @@ static int s_connect_outputs(sl_run_t *run, size_t i, char *err, size_t errlen)
         ident[0] = 'L';
         sl__put_u32((unsigned char *)ident + 1, r->out_link[o]);
         zmq_setsockopt(s, ZMQ_ROUTING_ID, ident, sizeof(ident));
+        if (c->remote) {
+            int rc = s_connect_remote(run, r, o, err, errlen);
+            if (rc)
+                return rc;
+            continue;
+        }
         if (zmq_connect(s, c->endpoint) != 0) {
             s_err(err, errlen, "stage '%s': cannot connect to %s: %s",
                   r->spec->name, c->endpoint, zmq_strerror(errno));
@@ -200,14 +332,82 @@ static int s_connect_outputs(sl_run_t *run, size_t i, char *err, size_t errlen)
     return 0;
 }
 
+/* This node's key pair and the ZAP handler, before any socket: the
+ * handler must run before a CURVE server socket exists. */
+static int s_node_security(sl_run_t *run, char *err, size_t errlen)
+{
+    const sl_topology_t *topo = run->topo;
+    const sl_topo_host_t *me = &topo->hosts[run->node];
+    char why[512];
+    int serves = 0;
+    for (size_t i = 0; i < topo->n_stages; i++) {
+        const sl_topo_stage_t *s = &topo->stages[i];
+        if (s->host != run->node)
+            continue;
+        for (size_t l = 0; l < s->n_inputs; l++)
+            serves |= topo->stages[s->inputs[l]].host != run->node;
+    }
+    if (!topo->insecure) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s.key", topo->keys_dir, me->name);
+        if (!(run->keys = calloc(1, sizeof(*run->keys)))) {
+            s_err(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        int rc = sl__curve_load_secret(path, run->keys, NULL, why, sizeof(why));
+        if (rc) {
+            s_err(err, errlen, "node '%s': %s", me->name, why);
+            return rc;
+        }
+        if (me->key[0] && strcmp(me->key, run->keys->public_key) != 0) {
+            s_err(err, errlen, "node '%s': %s holds public key %s, but the "
+                  "topology gives this node %s", me->name, path,
+                  run->keys->public_key, me->key);
+            return -EINVAL;
+        }
+    }
+    if (!serves)
+        return 0;
+    run->zap = sl__zap_new(topo->insecure ? SL_ZAP_INSECURE : 0);
+    if (!run->zap) {
+        s_err(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t k = 0; k < topo->n_hosts; k++) {
+        if (!topo->hosts[k].key[0])
+            continue;
+        int rc = sl__zap_allow(run->zap, topo->hosts[k].name,
+                               topo->hosts[k].key, why, sizeof(why));
+        if (rc) {
+            s_err(err, errlen, "node '%s': %s", me->name, why);
+            return rc;
+        }
+    }
+    int rc = sl__zap_start(run->zap, run->zctx, why, sizeof(why));
+    if (rc)
+        s_err(err, errlen, "node '%s': %s", me->name, why);
+    return rc;
+}
+
 sl_run_t *sl__run_new(const sl_topology_t *topo, char *err, size_t errlen)
 {
+    return sl__run_new_node(topo, topo->run_node, err, errlen);
+}
+
+sl_run_t *sl__run_new_node(const sl_topology_t *topo, long node, char *err,
+                           size_t errlen)
+{
+    if (node >= 0 && (size_t)node >= topo->n_hosts) {
+        s_err(err, errlen, "no such node");
+        return NULL;
+    }
     sl_run_t *run = calloc(1, sizeof(*run));
     if (!run) {
         s_err(err, errlen, "out of memory");
         return NULL;
     }
     run->topo = topo;
+    run->node = node;
     pthread_mutex_init(&run->spill_mu, NULL);
     run->id = atomic_fetch_add(&s_run_ids, 1) + 1;
     run->id = run->id * 100000ul + (unsigned long)getpid() % 100000ul;
@@ -220,6 +420,12 @@ sl_run_t *sl__run_new(const sl_topology_t *topo, char *err, size_t errlen)
         goto fail;
     }
     run->n_runners = topo->n_stages;
+    if (node >= 0 && topo->insecure)
+        sl__log(SL_LOG_WARN, NULL, -1, "INSECURE: node '%s' links to other "
+                "nodes over plain tcp (insecure: true): anyone who can reach "
+                "its ports can read and inject records", topo->hosts[node].name);
+    if (node >= 0 && s_node_security(run, err, errlen) != 0)
+        goto fail;
     int ck_failed;
     run->ckpt = sl__ckpt_new(topo, &ck_failed, err, errlen);
     if (ck_failed)
@@ -251,6 +457,8 @@ int sl__run_start(sl_run_t *run)
     run->t_start = sl_mono_ns();
     for (size_t i = 0; i < run->n_runners; i++) {
         sl_runner_t *r = &run->runners[i];
+        if (r->remote)
+            continue;
         int rc = sl__worker_start_all(r);
         if (rc == 0) {
             rc = -pthread_create(&r->dispatcher, NULL, sl__dispatcher_main, r);
@@ -360,9 +568,15 @@ static void s_runner_fini(sl_runner_t *r)
         zmq_close(r->dl_sock);
     if (r->in_sock)
         zmq_close(r->in_sock);
-    for (size_t o = 0; o < r->n_out; o++)
+    for (size_t o = 0; o < r->n_out; o++) {
         if (r->out_socks && r->out_socks[o])
             zmq_close(r->out_socks[o]);
+        if (r->out_mon && r->out_mon[o])
+            zmq_close(r->out_mon[o]);
+    }
+    free(r->out_remote);
+    free(r->out_mon);
+    free(r->hello_due);
     if (r->efd >= 0)
         close(r->efd);
     sl__credit_rx_fini(&r->rx);
@@ -398,6 +612,10 @@ void sl__run_destroy(sl_run_t **runp)
         s_runner_fini(&run->runners[i]);
     }
     free(run->runners);
+    sl__zap_destroy(&run->zap); /* after the server sockets, before term */
+    if (run->keys)
+        explicit_bzero(run->keys, sizeof(*run->keys));
+    free(run->keys);
     sl__resources_destroy(&run->resources);
     sl__spill_close(run);
     sl__ckpt_destroy(&run->ckpt);
@@ -450,6 +668,36 @@ uint32_t sl__run_link_credit(sl_run_t *run, size_t stage, size_t link)
     if (!r->link_credit || link >= r->spec->n_inputs)
         return 0;
     return atomic_load_explicit(&r->link_credit[link], RELAXED);
+}
+
+void sl__run_print_links(sl_run_t *run, FILE *f)
+{
+    const sl_topology_t *topo = run->topo;
+    if (run->node < 0)
+        return;
+    for (size_t i = 0; i < run->n_runners; i++) {
+        sl_runner_t *r = &run->runners[i];
+        if (r->remote)
+            continue;
+        /* both only written by the dispatcher, which has ended */
+        for (size_t o = 0; r->out_remote && o < r->n_out; o++) {
+            if (!r->out_remote[o])
+                continue;
+            const sl_topo_stage_t *c = &topo->stages[r->spec->outputs[o]];
+            fprintf(f, "link '%s' -> '%s' (node '%s' -> '%s'): sent %" PRIu64
+                    "\n", r->spec->name, c->name, topo->hosts[run->node].name,
+                    topo->hosts[c->host].name, r->link_sent[o]);
+        }
+        for (size_t l = 0; r->remote_in && l < r->spec->n_inputs; l++) {
+            const sl_topo_stage_t *u = &topo->stages[r->spec->inputs[l]];
+            if (u->host == run->node)
+                continue;
+            fprintf(f, "link '%s' -> '%s' (node '%s' -> '%s'): received %"
+                    PRIu64 "%s\n", u->name, r->spec->name,
+                    topo->hosts[u->host].name, topo->hosts[run->node].name,
+                    r->in_received[l], r->in_eos[l] ? "" : ", no end-of-stream");
+        }
+    }
 }
 
 double sl__run_elapsed_s(sl_run_t *run)

@@ -80,11 +80,29 @@ struct sl_run {
     _Atomic uint64_t t_end; /* when the last dispatcher finished */
     atomic_size_t n_finished;
     unsigned long id;
+    /* Across nodes: this node's index in topo->hosts (-1: the whole
+     * topology here), its key pair, and the ZAP handler of zctx when some
+     * stage here takes input links over tcp. */
+    long node;
+    struct sl_curve_keys *keys;
+    struct sl_zap *zap;
 };
 
 /* Builds a run: loads nothing (the topology has its plugins), inits every
- * worker's plugin state. On failure returns NULL with err filled. */
+ * worker's plugin state (of the node sl__topology_set_node chose, if one
+ * was). On failure returns NULL with err filled. */
 sl_run_t *sl__run_new(const sl_topology_t *topo, char *err, size_t errlen);
+/* The part of a topology with hosts that runs on node `node` (an index
+ * into topo->hosts): runners for its stages only; links to stages of other
+ * nodes go over tcp, with CURVE unless the topology is insecure (this
+ * node's secret key is read from keys_dir/NAME.key). node -1
+ * runs the whole topology. */
+sl_run_t *sl__run_new_node(const sl_topology_t *topo, long node, char *err,
+                           size_t errlen);
+/* After the summary, one line per link that crosses nodes, with what this
+ * node's side counted (sent or received), for the operator to compare
+ * with the other node's line. Nothing without hosts. */
+void sl__run_print_links(sl_run_t *run, FILE *f);
 /* Starts every thread. 0 or negative. */
 int sl__run_start(sl_run_t *run);
 /* Waits for the end; 0 when every stage finished cleanly. */

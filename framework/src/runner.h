@@ -139,6 +139,20 @@ struct sl_runner {
     const sl_stage_desc_t *desc;
     size_t index;
     char endpoint[96];
+    /* Running across nodes (`sluice run --node`): a stage of another node
+     * is a placeholder here, finished from the start, with no threads or
+     * sockets. remote_in: some input links arrive over tcp. */
+    int remote;
+    int remote_in;
+    /* Per output, NULL when every consumer is local: the consumer is on
+     * another node (out_remote[o]), the monitor of that link's socket, and
+     * whether its HELLO still waits for the connection. */
+    uint8_t *out_remote;
+    void **out_mon;
+    uint8_t *hello_due;
+    /* Input links from other nodes given up on without their end-of-stream
+     * once the grace period was over (their node may never come). */
+    size_t eos_waived;
 
     /* Owned by the dispatcher thread once started. */
     void *in_sock;      /* ROUTER, NULL for sources */

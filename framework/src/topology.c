@@ -18,7 +18,8 @@
 
 static const char *const s_top_keys[] = {"name",  "defaults", "stages",
                                          "resources", "grace", "spill",
-                                         "state_dir", NULL};
+                                         "state_dir", "hosts", "keys_dir",
+                                         "insecure", NULL};
 
 /* ---- reporting ---------------------------------------------------------- */
 
@@ -443,6 +444,7 @@ static void s_parse_top(sl_topo_parse_t *p, const sl_config_t *root)
     if (!t->name)
         p->oom = true;
     sl__topo_parse_run(p, root);
+    sl__topo_parse_hosts(p, root);
     sl__topo_parse_defaults(p, sl_config_get(root, "defaults"));
 
     const sl_config_t *stages = sl_config_get(root, "stages");
@@ -469,7 +471,7 @@ static void s_parse_top(sl_topo_parse_t *p, const sl_config_t *root)
     }
     t->n_stages = n;
     for (size_t i = 0; i < n; i++)
-        t->stages[i].dl_stage = -1;
+        t->stages[i].dl_stage = t->stages[i].host = -1;
     for (size_t i = 0; i < n; i++)
         sl__topo_parse_stage(p, i, sl_config_at(stages, i));
     sl__topo_resolve_dl_stages(p);
@@ -481,6 +483,7 @@ static void s_parse_top(sl_topo_parse_t *p, const sl_config_t *root)
     s_check_ends(p);
     sl__topo_check_dl_files(p);
     s_check_cycles(p);
+    sl__topo_place_stages(p);
 
     size_t sources = 0, sinks = 0, unknown = 0;
     for (size_t i = 0; i < n; i++) {
@@ -504,6 +507,8 @@ static sl_topology_t *s_build(const char *path, sl_config_doc_t *doc,
     sl__topo_parse_init(&p, diag ? diag : &local);
     size_t before = p.diag->count;
     sl_topology_t *t = calloc(1, sizeof(*t));
+    if (t)
+        t->run_node = -1;
     if (!t || !(t->path = strdup(path))) {
         free(t);
         sl__config_doc_destroy(&doc);
@@ -568,6 +573,7 @@ void sl__topology_destroy(sl_topology_t **tp)
     free(t->resources);
     free(t->spill_path);
     free(t->state_dir);
+    sl__topo_hosts_free(t);
     sl__config_doc_destroy(&t->doc);
     free(t->name);
     free(t->path);

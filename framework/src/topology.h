@@ -53,6 +53,20 @@ typedef struct sl_topo_resource {
 
 #define SL_TOPO_MAX_WORKERS 1024u
 
+/* `hosts:` entries: the nodes one topology runs across (docs/deploy.md,
+ * "Running across hosts"). A stage's input links from other nodes arrive
+ * on port + the stage's index, at address. */
+#define SL_TOPO_DEFAULT_PORT 7700u
+typedef struct sl_topo_host {
+    char *name;
+    char *address;   /* host name or IP the node binds and is reached at */
+    uint32_t port;   /* base port */
+    char key[41];    /* its CURVE public key (Z85), "" when none given */
+    const sl_config_t *node;      /* its entry, for messages */
+    const sl_config_t *port_node; /* `port:`, or the entry */
+    const sl_config_t *key_node;  /* `key:`/`key_file:`, NULL if neither */
+} sl_topo_host_t;
+
 typedef struct sl_topo_stage {
     char *name;
     char *plugin_name;
@@ -92,6 +106,8 @@ typedef struct sl_topo_stage {
     size_t n_inputs;
     size_t *outputs;            /* indices of downstream stages */
     size_t n_outputs;
+    long host;                  /* index into the topology's hosts, or -1
+                                   when it has none */
 } sl_topo_stage_t;
 
 typedef struct sl_topology {
@@ -108,6 +124,13 @@ typedef struct sl_topology {
     sl_dl_format_t spill_format;
     char *state_dir;      /* `state_dir:` (absolute), or NULL: positions
                              are neither committed nor resumed */
+    sl_topo_host_t *hosts;  /* `hosts:`, in file order; none: one process */
+    size_t n_hosts;
+    char *keys_dir;         /* `keys_dir:` (absolute), default the
+                               topology's folder: where NODE.key is read */
+    int insecure;           /* `insecure: true`: plain tcp between nodes */
+    long run_node;          /* the node this process runs (`--node`), an
+                               index into hosts, or -1: every stage */
 } sl_topology_t;
 
 /* Loads and fully validates a topology: YAML syntax, unknown keys, bad
@@ -122,6 +145,15 @@ sl_topology_t *sl__topology_load(const char *path, sl_diag_t *diag);
 sl_topology_t *sl__topology_parse(const char *name, const char *basedir,
                                   const char *text, sl_diag_t *diag);
 void sl__topology_destroy(sl_topology_t **topo);
+
+/* Makes this process run only the stages of node `name` (`sluice run
+ * --node`). -ENOENT for a node not under hosts: (or a topology without
+ * hosts:), with the nodes there are in err. */
+int sl__topology_set_node(sl_topology_t *topo, const char *name, char *err,
+                          size_t errlen);
+
+/* Index of a host by name, or -1. */
+long sl__topology_find_host(const sl_topology_t *topo, const char *name);
 
 /* Index of a stage by name, or -1. */
 long sl__topology_find(const sl_topology_t *topo, const char *name);

@@ -35,7 +35,7 @@ static const char *const s_stage_keys[] = {
     "name",         "plugin", "config",  "workers", "queue",
     "batch",        "from",   "fanout",  "lane",    "timeout",
     "partition_by", "retry",  "dead_letter", "uses", "when_full",
-    "priority", "slow_ms", NULL};
+    "priority", "slow_ms", "host", NULL};
 static const char *const s_fanouts[] = {"broadcast", "round_robin", NULL};
 static const char *const s_lanes[] = {"thread", "process", NULL};
 static const char *const s_pool_keys[] = {"min", "max", "idle", NULL};

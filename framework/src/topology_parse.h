@@ -138,4 +138,14 @@ bool sl__topo_is_dl_target(const sl_topo_parse_t *p, size_t i);
  * inputs and checks when_full against what the stage can do. */
 void sl__topo_link_dl(sl_topo_parse_t *p);
 
+/* ---- topology_hosts.c: running across nodes ------------------------------ */
+
+/* hosts, keys_dir and insecure. */
+void sl__topo_parse_hosts(sl_topo_parse_t *p, const sl_config_t *root);
+/* After the graph is linked: each stage's `host:` (default the first
+ * host), ports that collide, stages on hosts without a key, dead-letter
+ * stages on another node. */
+void sl__topo_place_stages(sl_topo_parse_t *p);
+void sl__topo_hosts_free(sl_topology_t *t);
+
 #endif
