@@ -573,46 +573,17 @@ Test(record, tap_on_a_real_run)
                                     "    plugin: \"null\"\n"
                                     "    from: [gen]\n"),
                  0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int nul = open("/dev/null", O_RDWR);
-        if (fd < 0 || nul < 0)
-            _exit(127);
-        dup2(nul, 0);
-        dup2(nul, 1);
-        dup2(fd, 2);
-        execl(sl_test_cli(), "sluice", "run", topo, "--metrics",
-              "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    const char *key = "metrics on http://127.0.0.1:";
-    unsigned port = 0;
-    double until = sl_test_now() + 20;
-    while (!port && sl_test_now() < until) {
-        char *text = sl_test_read_file(log, NULL);
-        const char *p = text ? strstr(text, key) : NULL;
-        if (p)
-            port = (unsigned)strtoul(p + strlen(key), NULL, 10);
-        free(text);
-        if (!port) {
-            cr_assert_neq(waitpid(pid, NULL, WNOHANG), pid, "the run ended");
-            struct timespec ts = {0, 20 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-    }
+    const char *argv[] = {"run", topo, "--metrics", "127.0.0.1:0", NULL};
+    pid_t pid = sl_test_spawn_cli(log, argv);
+    char *text = sl_test_wait_log(log, "metrics on http://", 20);
+    unsigned port = sl_test_metrics_port(text, "127.0.0.1");
+    free(text);
     char args[256], *out, *err;
     snprintf(args, sizeof(args), "record --from 127.0.0.1:%u --link 'gen>sink' "
              "-o live.trace --count 500", port);
-    int code = port ? s_cli(args, &out, &err) : -1;
+    int code = s_cli(args, &out, &err);
     kill(pid, SIGKILL);
     cr_assert_eq(sl_test_wait_exit(pid, 10), 128 + SIGKILL);
-    cr_assert_neq(port, 0, "no 'metrics on' line within 20 s");
     cr_assert_eq(code, 0, "%s%s", out, err);
     cr_assert(strstr(out, "recorded 500 records into live.trace ("), "%s",
               out);

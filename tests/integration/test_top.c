@@ -348,41 +348,11 @@ static void live_start(live_t *l, const char *yaml)
     snprintf(topo, sizeof(topo), "%s/t.yaml", dir);
     snprintf(log, sizeof(log), "%s/run.log", dir);
     cr_assert_eq(sl_test_write_file(topo, yaml), 0);
-    l->pid = fork();
-    cr_assert_geq(l->pid, 0);
-    if (l->pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int nul = open("/dev/null", O_RDWR);
-        if (fd < 0 || nul < 0)
-            _exit(127);
-        dup2(nul, 0);
-        dup2(nul, 1);
-        dup2(fd, 2);
-        execl(sl_test_cli(), "sluice", "run", topo, "--metrics",
-              "127.0.0.1:0", (char *)NULL);
-        _exit(127);
-    }
-    const char *key = "metrics on http://127.0.0.1:";
-    double until = sl_test_now() + 20;
-    l->port = 0;
-    while (!l->port && sl_test_now() < until) {
-        char *text = sl_test_read_file(log, NULL);
-        const char *p = text ? strstr(text, key) : NULL;
-        if (p)
-            l->port = (unsigned)strtoul(p + strlen(key), NULL, 10);
-        free(text);
-        if (!l->port) {
-            int st;
-            if (waitpid(l->pid, &st, WNOHANG) == l->pid) {
-                char *t = sl_test_read_file(log, NULL);
-                cr_assert_fail("sluice run ended before serving metrics: %s",
-                         t ? t : "");
-            }
-            struct timespec ts = {0, 20 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
-    }
-    cr_assert_neq(l->port, 0, "no 'metrics on' line within 20 s");
+    const char *argv[] = {"run", topo, "--metrics", "127.0.0.1:0", NULL};
+    l->pid = sl_test_spawn_cli(log, argv);
+    char *text = sl_test_wait_log(log, "metrics on http://", 20);
+    l->port = sl_test_metrics_port(text, "127.0.0.1");
+    free(text);
 }
 
 static void live_stop(live_t *l)
