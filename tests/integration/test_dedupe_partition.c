@@ -14,23 +14,6 @@
 #define N_RECORDS 20000
 #define N_KEYS 3000
 
-/* The summary row of a stage: "name plugin workers in out filtered
- * errors ...". */
-static void summary_row(const char *log, const char *stage, unsigned *workers,
-                        uint64_t *in, uint64_t *out, uint64_t *filtered,
-                        uint64_t *errors)
-{
-    char head[80];
-    snprintf(head, sizeof(head), "\n%s ", stage);
-    const char *p = strstr(log, head);
-    cr_assert_not_null(p, "no summary row for '%s' in:\n%s", stage, log);
-    int n = sscanf(p + 1,
-                   "%*s %*s %u %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
-                   workers, in, out, filtered, errors);
-    cr_assert_eq(n, 5, "cannot read the summary row of '%s':\n%s", stage,
-                 log);
-}
-
 Test(dedupe_partition, four_workers_keep_each_first_record, .timeout = 120)
 {
     char *dir = sl_test_tmpdir();
@@ -86,7 +69,7 @@ Test(dedupe_partition, four_workers_keep_each_first_record, .timeout = 120)
 
     unsigned workers;
     uint64_t rin, rout, rfilt, rerr;
-    summary_row(log, "dd", &workers, &rin, &rout, &rfilt, &rerr);
+    sl_test_summary_row(log, "dd", &workers, &rin, &rout, &rfilt, &rerr);
     cr_expect_eq(workers, 4);
     cr_expect_eq(rin, N_RECORDS);
     cr_expect_eq(rout, distinct);

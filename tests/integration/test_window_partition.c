@@ -30,23 +30,6 @@ typedef struct cell {
 
 static cell_t s_model[N_WINDOWS][N_KEYS];
 
-/* The summary row of a stage: "name plugin workers in out filtered
- * errors ...". */
-static void summary_row(const char *log, const char *stage, unsigned *workers,
-                        uint64_t *in, uint64_t *out, uint64_t *filtered,
-                        uint64_t *errors)
-{
-    char head[80];
-    snprintf(head, sizeof(head), "\n%s ", stage);
-    const char *p = strstr(log, head);
-    cr_assert_not_null(p, "no summary row for '%s' in:\n%s", stage, log);
-    int n = sscanf(p + 1,
-                   "%*s %*s %u %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
-                   workers, in, out, filtered, errors);
-    cr_assert_eq(n, 5, "cannot read the summary row of '%s':\n%s", stage,
-                 log);
-}
-
 /* Window index of a start time (ms), which must be in the model's range. */
 static long window_of(long start)
 {
@@ -134,7 +117,7 @@ Test(window_partition, four_workers_match_the_reference, .timeout = 120)
 
     unsigned workers;
     uint64_t rin, rout, rfilt, rerr;
-    summary_row(log, "win", &workers, &rin, &rout, &rfilt, &rerr);
+    sl_test_summary_row(log, "win", &workers, &rin, &rout, &rfilt, &rerr);
     cr_expect_eq(workers, 4);
     cr_expect_eq(rin, N_RECORDS);
     cr_expect_eq(rout, (uint64_t)groups, "one record per group:\n%s", log);

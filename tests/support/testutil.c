@@ -503,3 +503,18 @@ sl_test_http_t sl_test_http(unsigned port, const char *method,
     free(buf);
     return r;
 }
+
+void sl_test_summary_row(const char *log, const char *stage,
+                         unsigned *workers, uint64_t *in, uint64_t *out,
+                         uint64_t *filtered, uint64_t *dead)
+{
+    char head[80];
+    snprintf(head, sizeof(head), "\n%s ", stage);
+    const char *p = strstr(log, head);
+    cr_assert_not_null(p, "no summary row for '%s' in:\n%s", stage, log);
+    int n = sscanf(p + 1,
+                   "%*s %*s %u %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
+                   workers, in, out, filtered, dead);
+    cr_assert_eq(n, 5, "cannot read the summary row of '%s':\n%s", stage,
+                 log);
+}

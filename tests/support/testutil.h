@@ -65,6 +65,12 @@ char *sl_test_wait_log(const char *log, const char *what, double timeout_s);
 /* The port of "metrics on http://HOST:PORT/metrics" in a run's log. */
 unsigned sl_test_metrics_port(const char *log_text, const char *host);
 
+/* Reads stage's row of the summary `sluice run` prints ("name plugin
+ * workers in out filtered dead ..."), asserting that it is there. */
+void sl_test_summary_row(const char *log, const char *stage,
+                         unsigned *workers, uint64_t *in, uint64_t *out,
+                         uint64_t *filtered, uint64_t *dead);
+
 /* One HTTP/1.0 request to 127.0.0.1:port with an empty body. */
 typedef struct sl_test_http {
     int status;
