@@ -22,7 +22,7 @@
 
 static void s_roundtrip(const sl_msg_t *m)
 {
-    unsigned char buf[SL_MSG_MARK_SIZE];
+    unsigned char buf[SL_MSG_WELCOME_SIZE];
     size_t len = 0;
     switch (m->type) {
     case SL_MSG_HELLO:
@@ -30,7 +30,7 @@ static void s_roundtrip(const sl_msg_t *m)
         len = SL_MSG_HELLO_SIZE;
         break;
     case SL_MSG_CREDIT:
-        sl__msg_credit(buf, m->credit);
+        sl__msg_credit_conn(buf, m->credit, m->conn);
         len = SL_MSG_CREDIT_SIZE;
         break;
     case SL_MSG_EOS:
@@ -40,6 +40,22 @@ static void s_roundtrip(const sl_msg_t *m)
     case SL_MSG_MARK:
         sl__msg_mark(buf, m->source, m->worker, m->epoch);
         len = SL_MSG_MARK_SIZE;
+        break;
+    case SL_MSG_SYNC:
+        sl__msg_sync(buf, m->link, m->conn, m->session);
+        len = SL_MSG_SYNC_SIZE;
+        break;
+    case SL_MSG_SEQ:
+        sl__msg_seq(buf, m->conn, m->seq);
+        len = SL_MSG_SEQ_SIZE;
+        break;
+    case SL_MSG_WELCOME:
+        sl__msg_welcome(buf, m->conn, m->credit, m->session, m->seq);
+        len = SL_MSG_WELCOME_SIZE;
+        break;
+    case SL_MSG_ACK:
+        sl__msg_ack(buf, m->session, m->seq);
+        len = SL_MSG_ACK_SIZE;
         break;
     default:
         return;

@@ -208,6 +208,13 @@ static void s_decide(sl_zap_t *z, zmq_msg_t *f, int n, const char **status,
     char addr[64] = "?", mech[16] = "?";
     if (n >= 4)
         s_frame_str(&f[3], addr, sizeof(addr));
+    /* a socket that takes IPv6 sees IPv4 peers as ::ffff:a.b.c.d */
+    static const char mapped[] = "::ffff:";
+    if (strlen(addr) > sizeof(mapped) - 1 &&
+        memcmp(addr, mapped, sizeof(mapped) - 1) == 0 &&
+        strchr(addr + sizeof(mapped) - 1, '.'))
+        memmove(addr, addr + sizeof(mapped) - 1,
+                strlen(addr + sizeof(mapped) - 1) + 1);
     if (n >= 6)
         s_frame_str(&f[5], mech, sizeof(mech));
     if (n < 6 || !s_frame_is(&f[0], "1.0")) {

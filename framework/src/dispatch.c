@@ -1,5 +1,7 @@
 #include "batch_prio.h"
+#include "dispatch_int.h"
 #include "endian.h"
+#include "link_remote.h"
 #include "log.h"
 #include "failure.h"
 #include "run.h"
@@ -39,9 +41,7 @@ static void s_free_shared(void *data, void *hint)
     }
 }
 
-static void s_fail(sl_runner_t *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void s_fail(sl_runner_t *r, const char *fmt, ...)
+void sl__dispatch_fail(sl_runner_t *r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -62,14 +62,16 @@ static void s_update_held(sl_runner_t *r, uint32_t held)
 static int s_send_credit(sl_runner_t *r, size_t link, uint32_t n)
 {
     unsigned char msg[SL_MSG_CREDIT_SIZE];
-    sl__msg_credit(msg, n);
+    /* over tcp a credit names its connection (link_remote.h) */
+    sl__msg_credit_conn(msg, n, r->rrx && r->in_remote[link]
+                                    ? r->rrx[link].conn : 0);
     if (zmq_send(r->in_sock, r->in_ident[link], 5, ZMQ_SNDMORE) < 0 ||
         zmq_send(r->in_sock, msg, sizeof(msg), 0) < 0) {
         /* A producer on another node that has gone (after its
          * end-of-stream, or to restart) has no route: its credit is moot. */
         if (errno == EHOSTUNREACH && r->remote_in)
             return 0;
-        s_fail(r, "cannot send credit upstream: %s", zmq_strerror(errno));
+        sl__dispatch_fail(r, "cannot send credit upstream: %s", zmq_strerror(errno));
         return -EIO;
     }
     return 0;
@@ -315,23 +317,52 @@ static int s_enqueue(sl_runner_t *r, zmq_msg_t *msg, uint32_t link,
 
 /* A marker waits for every record received before it: those of its
  * generation and all earlier ones. */
-static void s_on_mark(sl_runner_t *r, const sl_msg_t *m)
+int sl__dispatch_push_mark(sl_runner_t *r, const sl_mark_t *mk)
 {
     if (r->gen_cur - r->gen_low >= SL_GEN_RING - 1)
-        return; /* dropped: a later marker covers its epoch */
+        return -EAGAIN;
     if (r->n_marks == r->cap_marks) {
         size_t cap = r->cap_marks ? 2 * r->cap_marks : 16;
         sl_mark_t *marks = realloc(r->marks, cap * sizeof(*marks));
         if (!marks)
-            return;
+            return -ENOMEM;
         r->marks = marks;
         r->cap_marks = cap;
     }
-    r->marks[r->n_marks++] = (sl_mark_t){.source = m->source,
-                                         .worker = m->worker,
-                                         .epoch = m->epoch,
-                                         .gen = r->gen_cur};
+    r->marks[r->n_marks] = *mk;
+    r->marks[r->n_marks++].gen = r->gen_cur;
     r->gen_cur++;
+    return 0;
+}
+
+static void s_on_mark(sl_runner_t *r, const sl_msg_t *m)
+{
+    sl_mark_t mk = {.source = m->source, .worker = m->worker,
+                    .epoch = m->epoch, .link = -1};
+    /* when dropped, a later marker covers its epoch */
+    (void)sl__dispatch_push_mark(r, &mk);
+}
+
+void sl__dispatch_take(sl_runner_t *r, uint32_t link, zmq_msg_t *msg,
+                       uint32_t count)
+{
+    r->in_received[link] += count;
+    s_update_held(r, sl__credit_rx_held(&r->rx));
+    if (count == 0) {
+        zmq_msg_close(msg);
+        return;
+    }
+    if (atomic_load_explicit(&r->run->spilling, RELAXED)) {
+        sl__spill_batch(r->run, r->spec->name, zmq_msg_data(msg),
+                        zmq_msg_size(msg), NULL);
+        atomic_fetch_add(&r->in_direct, count);
+        atomic_fetch_add(&r->spilled_in, count);
+        sl__credit_rx_completed(&r->rx, link, count);
+        zmq_msg_close(msg);
+        return;
+    }
+    if (s_enqueue(r, msg, link, count) != 0)
+        sl__dispatch_fail(r, "out of memory queueing a batch");
 }
 
 /* One message from an upstream link (identity frame already read). */
@@ -339,7 +370,7 @@ static void s_on_input(sl_runner_t *r, uint32_t link, zmq_msg_t *msg)
 {
     sl_msg_t m;
     if (sl__msg_parse(zmq_msg_data(msg), zmq_msg_size(msg), &m) != 0) {
-        s_fail(r, "malformed message on input link %u (%zu bytes)", link,
+        sl__dispatch_fail(r, "malformed message on input link %u (%zu bytes)", link,
                zmq_msg_size(msg));
         zmq_msg_close(msg);
         return;
@@ -355,33 +386,17 @@ static void s_on_input(sl_runner_t *r, uint32_t link, zmq_msg_t *msg)
     case SL_MSG_DATA: {
         uint32_t count;
         if (sl__batch_validate(zmq_msg_data(msg), zmq_msg_size(msg), &count)) {
-            s_fail(r, "corrupt batch on input link %u", link);
+            sl__dispatch_fail(r, "corrupt batch on input link %u", link);
             zmq_msg_close(msg);
             return;
         }
         if (sl__credit_rx_received(&r->rx, link, count) != 0) {
-            s_fail(r, "input link %u sent %u records beyond its credit", link,
+            sl__dispatch_fail(r, "input link %u sent %u records beyond its credit", link,
                    count);
             zmq_msg_close(msg);
             return;
         }
-        r->in_received[link] += count;
-        s_update_held(r, sl__credit_rx_held(&r->rx));
-        if (count == 0) {
-            zmq_msg_close(msg);
-            return;
-        }
-        if (atomic_load_explicit(&r->run->spilling, RELAXED)) {
-            sl__spill_batch(r->run, r->spec->name, zmq_msg_data(msg),
-                            zmq_msg_size(msg), NULL);
-            atomic_fetch_add(&r->in_direct, count);
-            atomic_fetch_add(&r->spilled_in, count);
-            sl__credit_rx_completed(&r->rx, link, count);
-            zmq_msg_close(msg);
-            return;
-        }
-        if (s_enqueue(r, msg, link, count) != 0)
-            s_fail(r, "out of memory queueing a batch");
+        sl__dispatch_take(r, link, msg, count);
         return;
     }
     case SL_MSG_MARK:
@@ -398,7 +413,7 @@ static void s_on_input(sl_runner_t *r, uint32_t link, zmq_msg_t *msg)
         return;
     default:
         zmq_msg_close(msg);
-        s_fail(r, "unexpected message type '%c' on input link %u", m.type,
+        sl__dispatch_fail(r, "unexpected message type '%c' on input link %u", m.type,
                link);
     }
 }
@@ -428,10 +443,15 @@ static void s_drain_input(sl_runner_t *r)
         if (link >= r->rx.n_links) {
             sl__log(SL_LOG_WARN, r->spec->name, -1,
                     "message from an unknown peer dropped");
+            while (zmq_msg_more(&body) && zmq_msg_recv(&body, r->in_sock, 0) >= 0)
+                ;
             zmq_msg_close(&body);
             continue;
         }
-        s_on_input(r, link, &body);
+        if (r->in_remote && r->in_remote[link])
+            sl__remote_input(r, link, &body);
+        else
+            s_on_input(r, link, &body);
     }
 }
 
@@ -445,7 +465,7 @@ static void s_drain_credit(sl_runner_t *r, void *sock, sl_credit_tx_t *tx)
         sl_msg_t m;
         if (n > (int)sizeof(buf) || sl__msg_parse(buf, (size_t)n, &m) != 0 ||
             m.type != SL_MSG_CREDIT) {
-            s_fail(r, "malformed message from a downstream link");
+            sl__dispatch_fail(r, "malformed message from a downstream link");
             return;
         }
         tx->credit += m.credit;
@@ -478,10 +498,10 @@ static void s_send_mark(sl_runner_t *r, uint32_t source, uint32_t worker,
     sl__msg_mark(msg, source, worker, epoch);
     for (size_t o = 0; o < r->n_out; o++)
         if (zmq_send(r->out_socks[o], msg, sizeof(msg), ZMQ_DONTWAIT) < 0)
-            s_fail(r, "cannot send a marker: %s", zmq_strerror(errno));
+            sl__dispatch_fail(r, "cannot send a marker: %s", zmq_strerror(errno));
     if (r->dl_sock &&
         zmq_send(r->dl_sock, msg, sizeof(msg), ZMQ_DONTWAIT) < 0)
-        s_fail(r, "cannot send a marker: %s", zmq_strerror(errno));
+        sl__dispatch_fail(r, "cannot send a marker: %s", zmq_strerror(errno));
 }
 
 /* Markers whose generations have all finished go on (or, at a sink, are
@@ -496,7 +516,9 @@ static void s_marks_ready(sl_runner_t *r)
             r->gen_low++;
         if (r->gen_low != mk->gen + 1)
             break;
-        if (r->n_out || r->dl_sock)
+        if (mk->link >= 0)
+            sl__remote_mark_done(r, mk);
+        else if (r->n_out || r->dl_sock)
             s_send_mark(r, mk->source, mk->worker, mk->epoch);
         else if (!atomic_load(&r->run->no_commit)) /* a sink lost writes */
             sl__ckpt_ack(r->run->ckpt, mk->source, mk->worker, mk->epoch);
@@ -507,11 +529,14 @@ static void s_marks_ready(sl_runner_t *r)
     }
 }
 
-static int s_send_batch(sl_runner_t *r, size_t o, zmq_msg_t *m)
+static int s_send_batch(sl_runner_t *r, size_t o, zmq_msg_t *m,
+                        uint32_t count)
 {
+    if (r->out_remote && r->out_remote[o])
+        return sl__remote_send(r, o, m, count);
     if (zmq_msg_send(m, r->out_socks[o], ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(m);
-        s_fail(r, "cannot send to '%s': %s",
+        sl__dispatch_fail(r, "cannot send to '%s': %s",
                r->run->topo->stages[r->spec->outputs[o]].name,
                zmq_strerror(errno));
         return -EIO;
@@ -558,13 +583,20 @@ static inline void s_tap(sl_runner_t *r, size_t o, const sl_done_t *d)
 
 /* Sends the head of the pending list if credit allows. 1 sent, 0 blocked,
  * negative on error. Ownership of the buffer passes to ZeroMQ. */
+/* Credit, and for a link to another node room in its re-send window. */
+static inline int s_can_send(const sl_runner_t *r, size_t o, uint32_t n)
+{
+    return sl__credit_tx_can_send(&r->tx[o], n) &&
+           sl__remote_can_send(r, o, n);
+}
+
 static int s_send_head(sl_runner_t *r, sl_done_t *d)
 {
     size_t n_out = r->n_out;
     if (r->spec->fanout == SL_FANOUT_ROUND_ROBIN && n_out > 1) {
         for (size_t k = 0; k < n_out; k++) {
             size_t o = (r->rr_next + k) % n_out;
-            if (!sl__credit_tx_can_send(&r->tx[o], d->count))
+            if (!s_can_send(r, o, d->count))
                 continue;
             s_tap(r, o, d);
             zmq_msg_t m;
@@ -574,7 +606,7 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
             r->tx[o].credit -= d->count;
             r->link_sent[o] += d->count;
             r->rr_next = (o + 1) % n_out;
-            return s_send_batch(r, o, &m) == 0 ? 1 : -EIO;
+            return s_send_batch(r, o, &m, d->count) == 0 ? 1 : -EIO;
         }
         return 0;
     }
@@ -583,7 +615,7 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
      * others go on. */
     size_t n_ready = 0;
     for (size_t o = 0; o < n_out; o++) {
-        if (sl__credit_tx_can_send(&r->tx[o], d->count))
+        if (s_can_send(r, o, d->count))
             n_ready++;
         else if (r->run->topo->stages[r->spec->outputs[o]].when_full ==
                  SL_WHEN_FULL_BLOCK)
@@ -591,7 +623,7 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
     }
     if (n_ready < n_out) {
         for (size_t o = 0; o < n_out; o++)
-            if (!sl__credit_tx_can_send(&r->tx[o], d->count))
+            if (!s_can_send(r, o, d->count))
                 s_shed(r, o, d);
         if (!n_ready) {
             free(d->buf);
@@ -601,7 +633,7 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
     }
     if (n_ready == 1) {
         size_t o = 0;
-        while (!sl__credit_tx_can_send(&r->tx[o], d->count))
+        while (!s_can_send(r, o, d->count))
             o++;
         s_tap(r, o, d);
         zmq_msg_t m;
@@ -610,7 +642,7 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
         d->buf = NULL;
         r->tx[o].credit -= d->count;
         r->link_sent[o] += d->count;
-        return s_send_batch(r, o, &m) == 0 ? 1 : -EIO;
+        return s_send_batch(r, o, &m, d->count) == 0 ? 1 : -EIO;
     }
     s_shared_t *sh = malloc(sizeof(*sh));
     if (!sh)
@@ -619,14 +651,14 @@ static int s_send_head(sl_runner_t *r, sl_done_t *d)
     sh->buf = d->buf;
     d->buf = NULL;
     for (size_t o = 0; o < n_out; o++) {
-        if (!sl__credit_tx_can_send(&r->tx[o], d->count))
+        if (!s_can_send(r, o, d->count))
             continue; /* shed above */
         s_tap(r, o, d);
         zmq_msg_t m;
         zmq_msg_init_data(&m, sh->buf, d->len, s_free_shared, sh);
         r->tx[o].credit -= d->count;
         r->link_sent[o] += d->count;
-        if (s_send_batch(r, o, &m) != 0)
+        if (s_send_batch(r, o, &m, d->count) != 0)
             return -EIO;
     }
     return 1;
@@ -652,7 +684,7 @@ static int s_send_dead_letters(sl_runner_t *r, sl_done_t *d)
     r->dl_sent += d->dl_count;
     if (zmq_msg_send(&m, r->dl_sock, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&m);
-        s_fail(r, "cannot send dead letters to '%s': %s",
+        sl__dispatch_fail(r, "cannot send dead letters to '%s': %s",
                r->run->topo->stages[r->spec->dl_stage].name,
                zmq_strerror(errno));
         return -EIO;
@@ -689,7 +721,7 @@ static void s_queue_retries(sl_runner_t *r, sl_done_t *d)
             memcpy(e.payload, payload, len);
         if (!e.payload || sl__retryq_push(&r->retries, &e) != 0) {
             free(e.payload);
-            s_fail(r, "out of memory queueing a retry");
+            sl__dispatch_fail(r, "out of memory queueing a retry");
             return;
         }
     }
@@ -733,7 +765,7 @@ static void s_run_due_retries(sl_runner_t *r)
             free(buf);
             free(firsts);
             free(item);
-            s_fail(r, "out of memory handing out retries");
+            sl__dispatch_fail(r, "out of memory handing out retries");
             return;
         }
         item->count = sl__get_u32((unsigned char *)buf + 4);
@@ -745,7 +777,7 @@ static void s_run_due_retries(sl_runner_t *r)
         item->level = first.env.priority < SL_PRIO_LEVELS
                           ? first.env.priority : SL_PRIO_LEVELS - 1;
         if (s_deliver(r, &item, 1) != 0)
-            s_fail(r, "out of memory handing out retries");
+            sl__dispatch_fail(r, "out of memory handing out retries");
     }
 }
 
@@ -886,7 +918,7 @@ static void s_pump(sl_runner_t *r)
                     return;
                 }
                 if (rc < 0) {
-                    s_fail(r, "cannot send a batch downstream");
+                    sl__dispatch_fail(r, "cannot send a batch downstream");
                     return;
                 }
                 r->out_records += d->count;
@@ -945,18 +977,18 @@ static void s_return_credit(sl_runner_t *r)
 static void s_send_eos(sl_runner_t *r)
 {
     for (size_t o = 0; o < r->n_out; o++) {
+        if (r->out_remote && r->out_remote[o])
+            continue; /* sent once acknowledged (sl__remote_ended) */
         unsigned char msg[SL_MSG_EOS_SIZE];
         sl__msg_eos(msg, r->out_link[o], r->link_sent[o]);
-        /* a link to another node must not block an ending stage */
-        int flags = r->out_remote && r->out_remote[o] ? ZMQ_DONTWAIT : 0;
-        if (zmq_send(r->out_socks[o], msg, sizeof(msg), flags) < 0)
-            s_fail(r, "cannot send end-of-stream: %s", zmq_strerror(errno));
+        if (zmq_send(r->out_socks[o], msg, sizeof(msg), 0) < 0)
+            sl__dispatch_fail(r, "cannot send end-of-stream: %s", zmq_strerror(errno));
     }
     if (r->dl_sock) {
         unsigned char msg[SL_MSG_EOS_SIZE];
         sl__msg_eos(msg, r->dl_link, r->dl_sent);
         if (zmq_send(r->dl_sock, msg, sizeof(msg), 0) < 0)
-            s_fail(r, "cannot send end-of-stream: %s", zmq_strerror(errno));
+            sl__dispatch_fail(r, "cannot send end-of-stream: %s", zmq_strerror(errno));
     }
 }
 
@@ -1173,73 +1205,9 @@ static void s_elastic(sl_runner_t *r, int flushing)
         s_shrink(r, load);
 }
 
-/* Links to other nodes (only on multi-node runs): a HELLO goes once the
- * connection and its handshake are up (the sockets queue nothing before,
- * ZMQ_IMMEDIATE), and a handshake the other node refused ends the run,
- * naming the peer, rather than leaving the producer waiting for credit
- * that cannot come. Returns whether a HELLO still waits. */
+/* Links to other nodes wake the loop this often while one waits for a
+ * connection (dispatch_remote.c). */
 #define REMOTE_TICK_MS 50
-static int s_remote_turn(sl_runner_t *r)
-{
-    const sl_topology_t *topo = r->run->topo;
-    int waiting = 0;
-    for (size_t o = 0; o < r->n_out; o++) {
-        if (!r->out_remote[o])
-            continue;
-        size_t c = r->spec->outputs[o];
-        const char *node = topo->hosts[topo->stages[c].host].name;
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        while (r->out_mon[o] &&
-               zmq_msg_recv(&ev, r->out_mon[o], ZMQ_DONTWAIT) >= 0) {
-            uint16_t event = 0;
-            uint32_t value = 0;
-            if (zmq_msg_size(&ev) >= 6) {
-                memcpy(&event, zmq_msg_data(&ev), 2);
-                memcpy(&value, (char *)zmq_msg_data(&ev) + 2, 4);
-            }
-            char ep[160] = "";
-            zmq_msg_init(&addr);
-            if (zmq_msg_more(&ev) &&
-                zmq_msg_recv(&addr, r->out_mon[o], 0) >= 0)
-                snprintf(ep, sizeof(ep), "%.*s", (int)zmq_msg_size(&addr),
-                         (const char *)zmq_msg_data(&addr));
-            zmq_msg_close(&addr);
-            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-                s_fail(r, "link to '%s' on node '%s' (%s): the node refused "
-                       "this node's key (ZAP status %" PRIu32 "); is it "
-                       "listed under hosts: in that node's topology?",
-                       topo->stages[c].name, node, ep, value);
-            else if (event == ZMQ_EVENT_DISCONNECTED && r->hello_due[o] == 1) {
-                /* the server closed the connection in the handshake: it
-                 * could not read our HELLO, sealed for another key */
-                r->hello_due[o] = 2;
-                sl__log(SL_LOG_WARN, r->spec->name, -1, "link to '%s' on "
-                        "node '%s' (%s): the connection closed during the "
-                        "CURVE handshake; retrying. Does hosts: %s: key "
-                        "match the key that node runs with?",
-                        topo->stages[c].name, node, ep, node);
-            } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
-                s_fail(r, "link to '%s' on node '%s' (%s): the CURVE "
-                       "handshake failed (is hosts: %s: key the key that "
-                       "node runs with?)", topo->stages[c].name, node, ep,
-                       node);
-        }
-        zmq_msg_close(&ev);
-        if (!r->hello_due[o])
-            continue;
-        unsigned char hello[SL_MSG_HELLO_SIZE];
-        sl__msg_hello(hello, r->out_link[o]);
-        if (zmq_send(r->out_socks[o], hello, sizeof(hello), ZMQ_DONTWAIT) >= 0)
-            r->hello_due[o] = 0;
-        else if (errno == EAGAIN)
-            waiting = 1;
-        else
-            s_fail(r, "cannot reach '%s' on node '%s': %s",
-                   topo->stages[c].name, node, zmq_strerror(errno));
-    }
-    return waiting;
-}
 
 void *sl__dispatcher_main(void *arg)
 {
@@ -1260,12 +1228,12 @@ void *sl__dispatcher_main(void *arg)
     items[k++] = (zmq_pollitem_t){.fd = r->efd, .events = ZMQ_POLLIN};
 
     for (size_t o = 0; o < r->n_out; o++) {
-        if (r->hello_due && r->hello_due[o])
-            continue; /* sent once the other node is there (s_remote_turn) */
+        if (r->out_remote && r->out_remote[o])
+            continue; /* SYNC once the other node is there (sl__remote_turn) */
         unsigned char hello[SL_MSG_HELLO_SIZE];
         sl__msg_hello(hello, r->out_link[o]);
         if (zmq_send(r->out_socks[o], hello, sizeof(hello), 0) < 0)
-            s_fail(r, "cannot reach '%s': %s",
+            sl__dispatch_fail(r, "cannot reach '%s': %s",
                    run->topo->stages[r->spec->outputs[o]].name,
                    zmq_strerror(errno));
     }
@@ -1273,7 +1241,7 @@ void *sl__dispatcher_main(void *arg)
         unsigned char hello[SL_MSG_HELLO_SIZE];
         sl__msg_hello(hello, r->dl_link);
         if (zmq_send(r->dl_sock, hello, sizeof(hello), 0) < 0)
-            s_fail(r, "cannot reach dead-letter stage '%s': %s",
+            sl__dispatch_fail(r, "cannot reach dead-letter stage '%s': %s",
                    run->topo->stages[r->spec->dl_stage].name,
                    zmq_strerror(errno));
     }
@@ -1284,7 +1252,8 @@ void *sl__dispatcher_main(void *arg)
     while (!atomic_load(&run->aborting)) {
         int n_items = (int)n_fixed;
         int timeout = r->n_workers > r->spec->workers ? ELASTIC_TICK_MS : 200;
-        if (r->out_remote && s_remote_turn(r) && timeout > REMOTE_TICK_MS)
+        if ((r->out_remote || r->rrx) && sl__remote_turn(r) &&
+            timeout > REMOTE_TICK_MS)
             timeout = REMOTE_TICK_MS;
         s_elastic(r, flushing);
         if (r->pp) {
@@ -1310,7 +1279,7 @@ void *sl__dispatcher_main(void *arg)
         int rc = zmq_poll(items, n_items, pending ? 0 : timeout);
         atomic_store(&r->polling, 0);
         if (rc < 0 && errno != EINTR) {
-            s_fail(r, "poll failed: %s", zmq_strerror(errno));
+            sl__dispatch_fail(r, "poll failed: %s", zmq_strerror(errno));
             break;
         }
         uint64_t turn_start = sl_mono_ns();
@@ -1321,9 +1290,14 @@ void *sl__dispatcher_main(void *arg)
         }
         if (r->in_sock && (items[0].revents & ZMQ_POLLIN))
             s_drain_input(r);
-        for (size_t o = 0; o < r->n_out; o++)
-            if (items[out0 + o].revents & ZMQ_POLLIN)
+        for (size_t o = 0; o < r->n_out; o++) {
+            if (!(items[out0 + o].revents & ZMQ_POLLIN))
+                continue;
+            if (r->out_remote && r->out_remote[o])
+                sl__remote_drain_out(r, o);
+            else
                 s_drain_credit(r, r->out_socks[o], &r->tx[o]);
+        }
         if (r->dl_sock && (items[out0 + r->n_out].revents & ZMQ_POLLIN))
             s_drain_credit(r, r->dl_sock, &r->dl_tx);
         if (atomic_load_explicit(&run->spilling, RELAXED))
@@ -1336,6 +1310,8 @@ void *sl__dispatcher_main(void *arg)
         s_pump(r);
         if (r->n_marks)
             s_marks_ready(r);
+        if (r->rrx)
+            sl__remote_acks(r);
         s_return_credit(r);
         s_observe_turn(r, turn_start);
 
@@ -1351,6 +1327,9 @@ void *sl__dispatcher_main(void *arg)
             }
         }
         if (r->lasts == r->n_live && !r->n_retiring && !r->pend_head) {
+            /* a link to another node ends once its batches are safe */
+            if (r->out_remote && !sl__remote_ended(r))
+                continue;
             s_send_eos(r);
             break;
         }

@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdlib.h>
 
@@ -237,6 +238,46 @@ static void s_write_links(FILE *f, sl_run_t *run)
             fputs("\",to=\"", f);
             sl__metrics_label(f, s->name);
             fprintf(f, "\"} %" PRIu32 "\n", sl__run_link_credit(run, i, l));
+        }
+    }
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } remote[] = {
+        {"sluice_link_connections_lost_total",
+         "Links between nodes, at the producer: connections lost (closed, "
+         "or silent for peer_timeout).",
+         offsetof(sl_link_remote_stats_t, losses)},
+        {"sluice_link_resent_total",
+         "Links between nodes, at the producer: records sent again after a "
+         "reconnect (at-least-once: they may reach the sinks twice).",
+         offsetof(sl_link_remote_stats_t, resent)},
+        {"sluice_link_peer_restarts_total",
+         "Links between nodes: times the node at the other end came back as "
+         "a new process.",
+         offsetof(sl_link_remote_stats_t, peer_restarts)},
+        {"sluice_link_duplicates_dropped_total",
+         "Links between nodes, at the consumer: records received twice after "
+         "a reconnect and dropped.",
+         offsetof(sl_link_remote_stats_t, dups)},
+    };
+    if (run->node < 0)
+        return;
+    for (size_t k = 0; k < sizeof(remote) / sizeof(remote[0]); k++) {
+        s_head(f, remote[k].name, "counter", remote[k].help);
+        for (size_t i = 0; i < run->n_runners; i++) {
+            const sl_topo_stage_t *s = &topo->stages[i];
+            for (size_t l = 0; l < s->n_inputs; l++) {
+                sl_link_remote_stats_t st;
+                if (!sl__run_link_remote(run, i, l, &st))
+                    continue;
+                fprintf(f, "%s{from=\"", remote[k].name);
+                sl__metrics_label(f, topo->stages[s->inputs[l]].name);
+                fputs("\",to=\"", f);
+                sl__metrics_label(f, s->name);
+                fprintf(f, "\"} %" PRIu64 "\n",
+                        *(const uint64_t *)((const char *)&st + remote[k].off));
+            }
         }
     }
 }

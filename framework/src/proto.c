@@ -25,6 +25,51 @@ void sl__msg_credit(unsigned char out[SL_MSG_CREDIT_SIZE], uint32_t credit)
     sl__put_u32(out + 4, credit);
 }
 
+void sl__msg_credit_conn(unsigned char out[SL_MSG_CREDIT_SIZE],
+                         uint32_t credit, uint32_t conn)
+{
+    sl__msg_credit(out, credit);
+    out[2] = (unsigned char)(conn & 0xff);
+    out[3] = (unsigned char)((conn >> 8) & 0xff);
+}
+
+void sl__msg_sync(unsigned char out[SL_MSG_SYNC_SIZE], uint32_t link,
+                  uint32_t conn, uint64_t session)
+{
+    s_head(out, SL_MSG_SYNC);
+    sl__put_u32(out + 4, link);
+    sl__put_u32(out + 8, conn);
+    sl__put_u32(out + 12, 0);
+    sl__put_u64(out + 16, session);
+}
+
+void sl__msg_seq(unsigned char out[SL_MSG_SEQ_SIZE], uint32_t conn,
+                 uint64_t seq)
+{
+    s_head(out, SL_MSG_SEQ);
+    sl__put_u32(out + 4, conn);
+    sl__put_u64(out + 8, seq);
+}
+
+void sl__msg_welcome(unsigned char out[SL_MSG_WELCOME_SIZE], uint32_t conn,
+                     uint32_t grant, uint64_t session, uint64_t last_seq)
+{
+    s_head(out, SL_MSG_WELCOME);
+    sl__put_u32(out + 4, conn);
+    sl__put_u32(out + 8, grant);
+    sl__put_u32(out + 12, 0);
+    sl__put_u64(out + 16, session);
+    sl__put_u64(out + 24, last_seq);
+}
+
+void sl__msg_ack(unsigned char out[SL_MSG_ACK_SIZE], uint64_t session,
+                 uint64_t seq)
+{
+    s_head(out, SL_MSG_ACK);
+    sl__put_u32(out + 4, (uint32_t)session);
+    sl__put_u64(out + 8, seq);
+}
+
 void sl__msg_eos(unsigned char out[SL_MSG_EOS_SIZE], uint32_t link,
                  uint64_t sent)
 {
@@ -60,6 +105,38 @@ int sl__msg_parse(const void *buf, size_t len, sl_msg_t *out)
             return -EBADMSG;
         out->type = SL_MSG_CREDIT;
         out->credit = sl__get_u32(p + 4);
+        out->conn = (uint32_t)p[2] | (uint32_t)p[3] << 8;
+        return 0;
+    case SL_MSG_SYNC:
+        if (len != SL_MSG_SYNC_SIZE)
+            return -EBADMSG;
+        out->type = SL_MSG_SYNC;
+        out->link = sl__get_u32(p + 4);
+        out->conn = sl__get_u32(p + 8);
+        out->session = sl__get_u64(p + 16);
+        return 0;
+    case SL_MSG_SEQ:
+        if (len != SL_MSG_SEQ_SIZE)
+            return -EBADMSG;
+        out->type = SL_MSG_SEQ;
+        out->conn = sl__get_u32(p + 4);
+        out->seq = sl__get_u64(p + 8);
+        return 0;
+    case SL_MSG_WELCOME:
+        if (len != SL_MSG_WELCOME_SIZE)
+            return -EBADMSG;
+        out->type = SL_MSG_WELCOME;
+        out->conn = sl__get_u32(p + 4);
+        out->credit = sl__get_u32(p + 8);
+        out->session = sl__get_u64(p + 16);
+        out->seq = sl__get_u64(p + 24);
+        return 0;
+    case SL_MSG_ACK:
+        if (len != SL_MSG_ACK_SIZE)
+            return -EBADMSG;
+        out->type = SL_MSG_ACK;
+        out->session = sl__get_u32(p + 4);
+        out->seq = sl__get_u64(p + 8);
         return 0;
     case SL_MSG_EOS:
         if (len != SL_MSG_EOS_SIZE)

@@ -16,6 +16,23 @@
  *                               in band, so it follows the data sent
  *                               before it; it needs no credit)
  *   receiver -> sender   CREDIT 'C' ver u16 0 u32 records
+ *
+ * A link between nodes (tcp) adds a session layer, so that a node that
+ * restarts, or a connection that breaks, loses nothing (link_remote.h):
+ *
+ *   sender -> receiver   SYNC   'S' ver u16 0 u32 link u32 conn u32 0
+ *                               u64 session                 (for HELLO)
+ *                        SEQ    'Q' ver u16 0 u32 conn u64 seq, then a DATA
+ *                               frame in the same message
+ *                        EOS    as above, acknowledged
+ *   receiver -> sender   WELCOME 'W' ver u16 0 u32 conn u32 grant u32 0
+ *                               u64 session u64 last-seq-received
+ *                        CREDIT with u16 = conn & 0xffff (stale ones are
+ *                               ignored)
+ *                        ACK    'A' ver u16 0 u32 sender-session-low
+ *                               u64 seq: every batch up to seq has been
+ *                               handled, and whatever it became is safe
+ *                               downstream (SL_ACK_EOS: the EOS)
  */
 #ifndef SL_PROTO_H
 #define SL_PROTO_H
@@ -31,12 +48,21 @@ typedef enum sl_msg_type {
     SL_MSG_EOS = 'E',
     SL_MSG_CREDIT = 'C',
     SL_MSG_MARK = 'M',
+    SL_MSG_SYNC = 'S',
+    SL_MSG_SEQ = 'Q',
+    SL_MSG_WELCOME = 'W',
+    SL_MSG_ACK = 'A',
 } sl_msg_type_t;
 
 #define SL_MSG_HELLO_SIZE 8
 #define SL_MSG_CREDIT_SIZE 8
 #define SL_MSG_EOS_SIZE 16
 #define SL_MSG_MARK_SIZE 20
+#define SL_MSG_SYNC_SIZE 24
+#define SL_MSG_SEQ_SIZE 16
+#define SL_MSG_WELCOME_SIZE 32
+#define SL_MSG_ACK_SIZE 16
+#define SL_ACK_EOS UINT64_MAX
 
 typedef struct sl_msg {
     sl_msg_type_t type;
@@ -47,10 +73,23 @@ typedef struct sl_msg {
     uint32_t source;  /* MARK: the source stage's index */
     uint32_t worker;  /* MARK: its worker */
     uint64_t epoch;   /* MARK */
+    uint32_t conn;    /* SYNC, SEQ, WELCOME, CREDIT (low 16 bits) */
+    uint64_t session; /* SYNC, WELCOME; ACK: the low 32 bits */
+    uint64_t seq;     /* SEQ, ACK; WELCOME: the last received */
 } sl_msg_t;
 
 void sl__msg_hello(unsigned char out[SL_MSG_HELLO_SIZE], uint32_t link);
 void sl__msg_credit(unsigned char out[SL_MSG_CREDIT_SIZE], uint32_t credit);
+void sl__msg_credit_conn(unsigned char out[SL_MSG_CREDIT_SIZE],
+                         uint32_t credit, uint32_t conn);
+void sl__msg_sync(unsigned char out[SL_MSG_SYNC_SIZE], uint32_t link,
+                  uint32_t conn, uint64_t session);
+void sl__msg_seq(unsigned char out[SL_MSG_SEQ_SIZE], uint32_t conn,
+                 uint64_t seq);
+void sl__msg_welcome(unsigned char out[SL_MSG_WELCOME_SIZE], uint32_t conn,
+                     uint32_t grant, uint64_t session, uint64_t last_seq);
+void sl__msg_ack(unsigned char out[SL_MSG_ACK_SIZE], uint64_t session,
+                 uint64_t seq);
 void sl__msg_eos(unsigned char out[SL_MSG_EOS_SIZE], uint32_t link,
                  uint64_t sent);
 void sl__msg_mark(unsigned char out[SL_MSG_MARK_SIZE], uint32_t source,

@@ -5,13 +5,17 @@
 #include "endian.h"
 #include "log.h"
 #include "spill.h"
+#include "link_remote.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #define RELAXED memory_order_relaxed
@@ -70,13 +74,79 @@ static int s_elsewhere(const sl_run_t *run, size_t i)
 #define SL_REMOTE_LINGER_MS 5000
 
 /* The stage's tcp endpoint on its node: the host's address, port = base
- * port + stage index. */
-static void s_tcp_endpoint(const sl_topology_t *topo, size_t i, char *buf,
-                           size_t len)
+ * port + stage index. An IPv6 address goes in brackets. To bind, a host
+ * name is resolved here: libzmq binds only to addresses and interfaces
+ * (it resolves names when connecting). 0, or -ENOENT or -ENAMETOOLONG
+ * with err filled. */
+static int s_tcp_endpoint(const sl_topology_t *topo, size_t i, int bind,
+                          char *buf, size_t len, char *err, size_t errlen)
 {
     const sl_topo_host_t *h = &topo->hosts[topo->stages[i].host];
-    snprintf(buf, len, "tcp://%s:%" PRIu32, h->address,
-             h->port + (uint32_t)i);
+    char addr[NI_MAXHOST];
+    snprintf(addr, sizeof(addr), "%s", h->address);
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (bind && inet_pton(AF_INET, addr, &a4) != 1 &&
+        inet_pton(AF_INET6, addr, &a6) != 1) {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                                 .ai_socktype = SOCK_STREAM};
+        struct addrinfo *res = NULL;
+        int rc = getaddrinfo(h->address, NULL, &hints, &res);
+        if (rc != 0 || !res ||
+            getnameinfo(res->ai_addr, res->ai_addrlen, addr, sizeof(addr),
+                        NULL, 0, NI_NUMERICHOST) != 0) {
+            s_err(err, errlen, "node '%s': cannot resolve its address '%s': "
+                  "%s", h->name, h->address,
+                  rc ? gai_strerror(rc) : "no address");
+            if (res)
+                freeaddrinfo(res);
+            return -ENOENT;
+        }
+        freeaddrinfo(res);
+    }
+    int v6 = strchr(addr, ':') != NULL;
+    int n = snprintf(buf, len, "tcp://%s%s%s:%" PRIu32, v6 ? "[" : "", addr,
+                     v6 ? "]" : "", h->port + (uint32_t)i);
+    if (n < 0 || (size_t)n >= len) {
+        s_err(err, errlen, "node '%s': address '%s' is too long", h->name,
+              h->address);
+        return -ENAMETOOLONG;
+    }
+    return 0;
+}
+
+/* Options of a tcp link's socket. Heartbeats: a peer silent for
+ * peer_timeout (a frozen or unplugged node, not only a closed socket)
+ * loses its connection, which the producer then re-establishes and
+ * re-syncs (link_remote.h). */
+static void s_tcp_options(const sl_topology_t *topo, void *sock)
+{
+    /* IPv6 addresses too (IPv4 ones still work) */
+    zmq_setsockopt(sock, ZMQ_IPV6, &(int){1}, sizeof(int));
+    int timeout = (int)topo->peer_timeout_ms;
+    int ivl = timeout / 4 > 0 ? timeout / 4 : 1;
+    zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl));
+    zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof(timeout));
+    zmq_setsockopt(sock, ZMQ_HEARTBEAT_TTL, &timeout, sizeof(timeout));
+}
+
+/* A watcher of a socket's connection events on an inproc PAIR. */
+static void *s_monitor(sl_run_t *run, void *sock, const char *what, size_t a,
+                       size_t b, int events)
+{
+    char mon[160];
+    snprintf(mon, sizeof(mon), "inproc://sluice-mon-%lu-%s-%zu-%zu", run->id,
+             what, a, b);
+    void *pair = NULL;
+    if (zmq_socket_monitor(sock, mon, events) != 0 ||
+        !(pair = zmq_socket(run->zctx, ZMQ_PAIR)) ||
+        zmq_connect(pair, mon) != 0) {
+        if (pair)
+            zmq_close(pair);
+        return NULL;
+    }
+    zmq_setsockopt(pair, ZMQ_LINGER, &(int){0}, sizeof(int));
+    return pair;
 }
 
 /* The input ROUTER of a stage with producers on other nodes also listens
@@ -87,7 +157,10 @@ static int s_bind_remote(sl_run_t *run, sl_runner_t *r, char *err,
                          size_t errlen)
 {
     char ep[160], why[256];
-    s_tcp_endpoint(run->topo, r->index, ep, sizeof(ep));
+    int erc = s_tcp_endpoint(run->topo, r->index, 1, ep, sizeof(ep), err,
+                             errlen);
+    if (erc)
+        return erc;
     int rc = run->topo->insecure
                  ? sl__curve_insecure_server(r->in_sock, run->zap, why,
                                              sizeof(why))
@@ -96,6 +169,17 @@ static int s_bind_remote(sl_run_t *run, sl_runner_t *r, char *err,
     if (rc != 0) {
         s_err(err, errlen, "stage '%s': %s", r->spec->name, why);
         return rc;
+    }
+    /* a producer that reconnects (a new connection with its routing id,
+     * while the old one may not look dead yet here) takes its link over */
+    zmq_setsockopt(r->in_sock, ZMQ_ROUTER_HANDOVER, &(int){1}, sizeof(int));
+    s_tcp_options(run->topo, r->in_sock);
+    r->in_mon = s_monitor(run, r->in_sock, "in", r->index, 0,
+                          ZMQ_EVENT_DISCONNECTED);
+    if (!r->in_mon) {
+        s_err(err, errlen, "stage '%s': cannot monitor its tcp input: %s",
+              r->spec->name, zmq_strerror(errno));
+        return -EIO;
     }
     if (zmq_bind(r->in_sock, ep) != 0) {
         s_err(err, errlen, "stage '%s': cannot bind %s (node '%s'): %s",
@@ -168,6 +252,12 @@ static int s_setup_runner(sl_run_t *run, size_t i, char *err, size_t errlen)
             if (s_elsewhere(run, s->inputs[l]))
                 r->remote_in = 1;
         if (r->remote_in) {
+            r->in_remote = calloc(s->n_inputs, sizeof(*r->in_remote));
+            r->rrx = calloc(s->n_inputs, sizeof(*r->rrx));
+            if (!r->in_remote || !r->rrx)
+                goto nomem;
+            for (size_t l = 0; l < s->n_inputs; l++)
+                r->in_remote[l] = (uint8_t)s_elsewhere(run, s->inputs[l]);
             int rc = s_bind_remote(run, r, err, errlen);
             if (rc)
                 return rc;
@@ -244,20 +334,27 @@ static int s_connect_remote(sl_run_t *run, sl_runner_t *r, size_t o,
     int one = 1, linger = SL_REMOTE_LINGER_MS;
     zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof(one));
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
-    char mon[96];
-    snprintf(mon, sizeof(mon), "inproc://sluice-mon-%lu-%zu-%zu", run->id,
-             r->index, o);
-    if (zmq_socket_monitor(s, mon, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                   ZMQ_EVENT_DISCONNECTED) != 0 ||
-        !(r->out_mon[o] = zmq_socket(run->zctx, ZMQ_PAIR)) ||
-        zmq_connect(r->out_mon[o], mon) != 0) {
+    s_tcp_options(topo, s);
+    r->out_mon[o] = s_monitor(run, s, "out", r->index, o,
+                              ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                  ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                  ZMQ_EVENT_DISCONNECTED);
+    if (!r->out_mon[o]) {
         s_err(err, errlen, "stage '%s': cannot monitor the link to '%s': %s",
               r->spec->name, topo->stages[c].name, zmq_strerror(errno));
         return -EIO;
     }
-    zmq_setsockopt(r->out_mon[o], ZMQ_LINGER, &(int){0}, sizeof(int));
-    s_tcp_endpoint(topo, c, ep, sizeof(ep));
+    /* Unacknowledged batches are kept for a re-send: up to four times
+     * what the consumer can hold (it acknowledges once its own output is
+     * safe, so a window of one queue would halve the throughput). */
+    uint32_t q = topo->stages[c].queue;
+    uint32_t window = q > UINT32_MAX / 4 ? UINT32_MAX : 4 * q;
+    if (window < 2 * r->out_batch)
+        window = 2 * r->out_batch;
+    sl__rtx_init(&r->rtx[o], window);
+    int erc = s_tcp_endpoint(topo, c, 0, ep, sizeof(ep), err, errlen);
+    if (erc)
+        return erc;
     if (zmq_connect(s, ep) != 0) {
         s_err(err, errlen, "stage '%s': cannot connect to %s ('%s' on node "
               "'%s'): %s", r->spec->name, ep, topo->stages[c].name, h->name,
@@ -265,7 +362,6 @@ static int s_connect_remote(sl_run_t *run, sl_runner_t *r, size_t o,
         return -EIO;
     }
     r->out_remote[o] = 1;
-    r->hello_due[o] = 1;
     return 0;
 }
 
@@ -282,7 +378,8 @@ static int s_connect_outputs(sl_run_t *run, size_t i, char *err, size_t errlen)
         r->out_remote = calloc(r->n_out, sizeof(*r->out_remote));
         r->out_mon = calloc(r->n_out, sizeof(*r->out_mon));
         r->hello_due = calloc(r->n_out, sizeof(*r->hello_due));
-        if (!r->out_remote || !r->out_mon || !r->hello_due) {
+        r->rtx = calloc(r->n_out, sizeof(*r->rtx));
+        if (!r->out_remote || !r->out_mon || !r->hello_due || !r->rtx) {
             s_err(err, errlen, "out of memory");
             return -ENOMEM;
         }
@@ -411,6 +508,10 @@ sl_run_t *sl__run_new_node(const sl_topology_t *topo, long node, char *err,
     pthread_mutex_init(&run->spill_mu, NULL);
     run->id = atomic_fetch_add(&s_run_ids, 1) + 1;
     run->id = run->id * 100000ul + (unsigned long)getpid() % 100000ul;
+    if (getrandom(&run->session, sizeof(run->session), 0) !=
+        (ssize_t)sizeof(run->session))
+        run->session = sl_now_ns() ^ ((uint64_t)getpid() << 32);
+    run->session |= 1; /* 0 means none */
     run->zctx = zmq_ctx_new();
     run->runners = calloc(topo->n_stages, sizeof(*run->runners));
     if (run->zctx)
@@ -574,6 +675,14 @@ static void s_runner_fini(sl_runner_t *r)
         if (r->out_mon && r->out_mon[o])
             zmq_close(r->out_mon[o]);
     }
+    for (size_t o = 0; r->rtx && o < r->n_out; o++)
+        sl__rtx_fini(&r->rtx[o]);
+    free(r->rtx);
+    free(r->rrx);
+    free(r->in_remote);
+    free(r->ackw);
+    if (r->in_mon)
+        zmq_close(r->in_mon);
     free(r->out_remote);
     free(r->out_mon);
     free(r->hello_due);
@@ -670,6 +779,50 @@ uint32_t sl__run_link_credit(sl_run_t *run, size_t stage, size_t link)
     return atomic_load_explicit(&r->link_credit[link], RELAXED);
 }
 
+int sl__run_link_remote(sl_run_t *run, size_t stage, size_t link,
+                        sl_link_remote_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    sl_runner_t *c = &run->runners[stage];
+    if (run->node < 0 || link >= c->spec->n_inputs)
+        return 0;
+    size_t up = c->spec->inputs[link];
+    sl_runner_t *p = &run->runners[up];
+    if (c->rrx && c->in_remote[link]) { /* this node consumes */
+        out->dups = atomic_load(&c->rrx[link].dups);
+        uint64_t sessions = atomic_load(&c->rrx[link].sessions);
+        out->peer_restarts = sessions ? sessions - 1 : 0;
+        return 1;
+    }
+    for (size_t o = 0; p->rtx && o < p->n_out; o++)
+        if (p->out_remote[o] && p->spec->outputs[o] == stage) {
+            out->losses = atomic_load(&p->rtx[o].losses);
+            out->resent = atomic_load(&p->rtx[o].resent);
+            out->peer_restarts = atomic_load(&p->rtx[o].restarts);
+            return 1;
+        }
+    return 0;
+}
+
+/* What a link to another node went through, if anything. */
+static void s_print_remote(FILE *f, const sl_rtx_t *t, const char *node)
+{
+    uint64_t lost = atomic_load(&t->losses);
+    uint64_t restarts = atomic_load(&t->restarts);
+    uint64_t again = atomic_load(&t->resent);
+    if (lost)
+        fprintf(f, "  connection lost %" PRIu64 " time%s\n", lost,
+                lost == 1 ? "" : "s");
+    if (restarts)
+        fprintf(f, "  node '%s' restarted %" PRIu64 " time%s\n", node,
+                restarts, restarts == 1 ? "" : "s");
+    if (again)
+        fprintf(f, "  %" PRIu64 " record%s sent again%s\n", again,
+                again == 1 ? "" : "s", restarts ? " (at-least-once: those "
+                "the node had passed on before it stopped reach the sinks "
+                "twice)" : "");
+}
+
 void sl__run_print_links(sl_run_t *run, FILE *f)
 {
     const sl_topology_t *topo = run->topo;
@@ -687,6 +840,7 @@ void sl__run_print_links(sl_run_t *run, FILE *f)
             fprintf(f, "link '%s' -> '%s' (node '%s' -> '%s'): sent %" PRIu64
                     "\n", r->spec->name, c->name, topo->hosts[run->node].name,
                     topo->hosts[c->host].name, r->link_sent[o]);
+            s_print_remote(f, &r->rtx[o], topo->hosts[c->host].name);
         }
         for (size_t l = 0; r->remote_in && l < r->spec->n_inputs; l++) {
             const sl_topo_stage_t *u = &topo->stages[r->spec->inputs[l]];
@@ -696,6 +850,17 @@ void sl__run_print_links(sl_run_t *run, FILE *f)
                     PRIu64 "%s\n", u->name, r->spec->name,
                     topo->hosts[u->host].name, topo->hosts[run->node].name,
                     r->in_received[l], r->in_eos[l] ? "" : ", no end-of-stream");
+            const sl_rrx_t *x = &r->rrx[l];
+            uint64_t dups = atomic_load(&x->dups);
+            uint64_t restarts = atomic_load(&x->sessions);
+            restarts = restarts ? restarts - 1 : 0;
+            if (restarts)
+                fprintf(f, "  node '%s' restarted %" PRIu64 " time%s\n",
+                        topo->hosts[u->host].name, restarts,
+                        restarts == 1 ? "" : "s");
+            if (dups)
+                fprintf(f, "  %" PRIu64 " record%s received twice after a "
+                        "reconnect, dropped\n", dups, dups == 1 ? "" : "s");
         }
     }
 }

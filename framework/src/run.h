@@ -55,6 +55,15 @@ void sl__run_stage_hists(sl_run_t *run, size_t stage, sl_stage_hists_t *out);
 /* Credit granted to an input link of a stage and not yet used by its
  * sender (what the sender may still send now). */
 uint32_t sl__run_link_credit(sl_run_t *run, size_t stage, size_t link);
+/* A link between nodes, seen from this node's end of it (zeros for a link
+ * inside the node): connections lost and records sent again (producer's
+ * end), records received twice and dropped (consumer's end). Returns
+ * whether the link crosses nodes. */
+typedef struct sl_link_remote_stats {
+    uint64_t losses, resent, peer_restarts, dups;
+} sl_link_remote_stats_t;
+int sl__run_link_remote(sl_run_t *run, size_t stage, size_t link,
+                        sl_link_remote_stats_t *out);
 
 struct sl_run {
     const sl_topology_t *topo;
@@ -84,6 +93,7 @@ struct sl_run {
      * topology here), its key pair, and the ZAP handler of zctx when some
      * stage here takes input links over tcp. */
     long node;
+    uint64_t session; /* random, per process: tells a restarted node */
     struct sl_curve_keys *keys;
     struct sl_zap *zap;
 };

@@ -37,6 +37,11 @@ typedef struct sl_mark {
     uint32_t source, worker;
     uint64_t epoch;
     uint32_t gen; /* it waits for every generation up to this one */
+    /* An acknowledgement marker of an input link from another node
+     * (link_remote.h): link >= 0, epoch = the batch number, session = the
+     * sender's. -1 for a source position marker. */
+    int32_t link;
+    uint64_t session;
 } sl_mark_t;
 
 typedef struct sl_work {
@@ -146,10 +151,23 @@ struct sl_runner {
     int remote_in;
     /* Per output, NULL when every consumer is local: the consumer is on
      * another node (out_remote[o]), the monitor of that link's socket, and
-     * whether its HELLO still waits for the connection. */
+     * whether a connection that closed before the link was ever up has
+     * been warned about (most often a key mismatch). */
     uint8_t *out_remote;
     void **out_mon;
     uint8_t *hello_due;
+    /* The session layer of those links (link_remote.h): per output (a
+     * zeroed one for local outputs), and per input link from another node
+     * (in_remote[l]), with the monitor of the tcp side of the input. */
+    struct sl_rtx *rtx;
+    struct sl_rrx *rrx;
+    uint8_t *in_remote;
+    void *in_mon;
+    /* Acknowledgements ready here but waiting for the outputs' own
+     * (link_remote.h), a FIFO of (link, session, seq, then one seq per
+     * output) rows. */
+    uint64_t *ackw;
+    size_t ackw_head, ackw_n, ackw_cap;
     /* Input links from other nodes given up on without their end-of-stream
      * once the grace period was over (their node may never come). */
     size_t eos_waived;

@@ -19,7 +19,7 @@
 static const char *const s_top_keys[] = {"name",  "defaults", "stages",
                                          "resources", "grace", "spill",
                                          "state_dir", "hosts", "keys_dir",
-                                         "insecure", NULL};
+                                         "insecure", "peer_timeout", NULL};
 
 /* ---- reporting ---------------------------------------------------------- */
 

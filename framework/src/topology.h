@@ -129,6 +129,10 @@ typedef struct sl_topology {
     char *keys_dir;         /* `keys_dir:` (absolute), default the
                                topology's folder: where NODE.key is read */
     int insecure;           /* `insecure: true`: plain tcp between nodes */
+    uint32_t peer_timeout_ms; /* `peer_timeout:`, default 10 s: a node
+                                 silent this long counts as lost */
+#define SL_TOPO_PEER_TIMEOUT_MS 10000
+#define SL_TOPO_PEER_TIMEOUT_MIN_MS 200
     long run_node;          /* the node this process runs (`--node`), an
                                index into hosts, or -1: every stage */
 } sl_topology_t;

@@ -146,10 +146,22 @@ void sl__topo_parse_hosts(sl_topo_parse_t *p, const sl_config_t *root)
     } else if (!(t->keys_dir = strdup(sl__config_doc_dir(t->doc)))) {
         p->oom = true;
     }
+    const sl_config_t *pt = sl_config_get(root, "peer_timeout");
+    t->peer_timeout_ms = SL_TOPO_PEER_TIMEOUT_MS;
+    if (pt && sl__topo_get_duration(p, pt, "peer_timeout", "topology",
+                                    &t->peer_timeout_ms) &&
+        t->peer_timeout_ms < SL_TOPO_PEER_TIMEOUT_MIN_MS)
+        sl__topo_err(p, pt, "'peer_timeout' must be at least %dms (heartbeats "
+                     "go 4 times in that time), got %s",
+                     SL_TOPO_PEER_TIMEOUT_MIN_MS,
+                     sl__topo_what(pt, buf, sizeof(buf)));
     const sl_config_t *hosts = sl_config_get(root, "hosts");
     if (!hosts) {
         if (kd)
             sl__topo_err(p, kd, "'keys_dir' is for topologies with 'hosts:'");
+        if (pt)
+            sl__topo_err(p, pt, "'peer_timeout' is for topologies with "
+                         "'hosts:'");
         if (ins && t->insecure)
             sl__topo_err(p, ins, "'insecure' is for topologies with 'hosts:'");
         return;

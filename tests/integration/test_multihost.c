@@ -13,54 +13,23 @@
  */
 #include <criterion/criterion.h>
 
-#include "curve.h"
-#include "netns.h"
+#include "nodes.h"
 #include "testutil.h"
 
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define N_RECORDS 20000
 #define CHECKSUM_SO SL_TEST_BINARY_DIR "/tests/plugins/checksum_sink.so"
 
-static sl_netns_t s_ns;
-
-static void s_fini(void)
-{
-    sl_netns_destroy(&s_ns);
-    sl_test_tmpdir_teardown();
-}
-
-TestSuite(multihost, .init = sl_test_tmpdir_setup, .fini = s_fini,
+TestSuite(multihost, .init = sl_test_tmpdir_setup, .fini = sl_nodes_fini,
           .timeout = 60);
-
-static char *s_path(const char *name)
-{
-    static char buf[8][4200];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof(buf[0]), "%s/%s", sl_test_dir(), name);
-    return p;
-}
-
-static char *s_log(const char *log)
-{
-    char *text = sl_test_read_file(s_path(log), NULL);
-    return text ? text : strdup("(no log)");
-}
-
-static void s_keygen(const char *dir, const char *name)
-{
-    sl_curve_keys_t k;
-    char err[512];
-    cr_assert_eq(sl__curve_keypair(&k, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(sl__curve_write(s_path(dir), name, &k, 0, err,
-                                 sizeof(err)), 0, "%s", err);
-}
 
 /* The topology: hosts at addresses a, b, c (ports from base), keys from
  * key_dir (NULL: insecure, no keys). */
@@ -97,58 +66,23 @@ static void s_topology(const char *file, const char *a, const char *b,
         "    config: {path: out.sums, track_ids: true}\n",
         keys ? "keys_dir: keys" : "insecure: true", a, ka, b, base_b, kb, c,
         base_c, kc, N_RECORDS, CHECKSUM_SO), 0);
-    cr_assert_eq(sl_test_write_file(s_path(file), yaml), 0);
+    cr_assert_eq(sl_test_write_file(sl_nodes_path(file), yaml), 0);
     free(yaml);
-}
-
-/* `sluice run FILE --node node --grace 1s` in host i (or, i < 0, right
- * here). */
-static pid_t s_node(int i, const char *file, const char *node,
-                    const char *log)
-{
-    const char *argv[] = {sl_test_cli(), "run", s_path(file), "--node", node,
-                          "--grace", "1s", NULL};
-    pid_t pid = i < 0 ? sl_test_spawn_cli(s_path(log), argv + 1)
-                      : sl_netns_spawn(&s_ns, (unsigned)i, argv, s_path(log));
-    cr_assert_gt(pid, 0);
-    return pid;
-}
-
-static int s_wait(int netns, pid_t pid, double timeout_s)
-{
-    return netns ? sl_netns_wait(&s_ns, pid, timeout_s)
-                 : sl_test_wait_exit(pid, timeout_s);
-}
-
-static void s_expect_exit(int netns, pid_t pid, const char *log, int want)
-{
-    int rc = s_wait(netns, pid, 40);
-    char *text = s_log(log);
-    cr_assert_eq(rc, want, "%s ended with %d (want %d):\n%s", log, rc, want,
-                 text);
-    free(text);
-}
-
-static void s_expect_in_log(const char *log, const char *want)
-{
-    char *text = s_log(log);
-    cr_assert(strstr(text, want), "%s lacks \"%s\":\n%s", log, want, text);
-    free(text);
 }
 
 /* Each node's own ledger, and both ends of each link that crosses. */
 static void s_expect_ledgers(void)
 {
-    s_expect_in_log("A.log", "ledger balanced");
-    s_expect_in_log("B.log", "ledger balanced");
-    s_expect_in_log("C.log", "ledger balanced");
-    s_expect_in_log("A.log", "link 'gen' -> 'shape' (node 'A' -> 'B'): "
+    sl_nodes_expect_in_log("A.log", "ledger balanced");
+    sl_nodes_expect_in_log("B.log", "ledger balanced");
+    sl_nodes_expect_in_log("C.log", "ledger balanced");
+    sl_nodes_expect_in_log("A.log", "link 'gen' -> 'shape' (node 'A' -> 'B'): "
                              "sent 20000\n");
-    s_expect_in_log("B.log", "link 'gen' -> 'shape' (node 'A' -> 'B'): "
+    sl_nodes_expect_in_log("B.log", "link 'gen' -> 'shape' (node 'A' -> 'B'): "
                              "received 20000\n");
-    s_expect_in_log("B.log", "link 'shape' -> 'sink' (node 'B' -> 'C'): "
+    sl_nodes_expect_in_log("B.log", "link 'shape' -> 'sink' (node 'B' -> 'C'): "
                              "sent 20000\n");
-    s_expect_in_log("C.log", "link 'shape' -> 'sink' (node 'B' -> 'C'): "
+    sl_nodes_expect_in_log("C.log", "link 'shape' -> 'sink' (node 'B' -> 'C'): "
                              "received 20000\n");
 }
 
@@ -156,47 +90,41 @@ static void s_expect_ledgers(void)
 static void s_expect_all_once(void)
 {
     sl_test_sums_t got, want;
-    sl_test_read_sums(s_path("out.sums"), &got);
+    sl_test_read_sums(sl_nodes_path("out.sums"), &got);
     sl_test_expected_ids(0, N_RECORDS, NULL, &want);
     sl_test_expect_ids(&got, &want);
-    s_expect_in_log("out.sums", "distinct=20000 dups=0 ");
+    sl_nodes_expect_in_log("out.sums", "distinct=20000 dups=0 ");
 }
 
-static void s_need_netns(void)
+/* Every node runs with a grace period of 1 s. */
+static pid_t s_node(int host, const char *file, const char *node,
+                    const char *log)
 {
-    char why[512];
-    if (!sl_netns_available(why, sizeof(why)))
-        cr_skip_test("%s", why);
-}
-
-static void s_create(unsigned n)
-{
-    char err[2048] = "";
-    cr_assert_eq(sl_netns_create(&s_ns, n, err, sizeof(err)), 0, "%s", err);
+    return sl_nodes_start(host, file, node, log, "1s");
 }
 
 Test(multihost, three_hosts_in_reverse_order_and_a_rogue)
 {
-    s_need_netns();
-    s_create(4);
-    const char *a = s_ns.addr[0], *b = s_ns.addr[1], *c = s_ns.addr[2],
-               *d = s_ns.addr[3];
-    s_keygen("keys", "A");
-    s_keygen("keys", "B");
-    s_keygen("keys", "C");
+    sl_nodes_need_netns();
+    sl_nodes_create(4);
+    const char *a = sl_nodes_ns.addr[0], *b = sl_nodes_ns.addr[1], *c = sl_nodes_ns.addr[2],
+               *d = sl_nodes_ns.addr[3];
+    sl_nodes_keygen("keys", "A");
+    sl_nodes_keygen("keys", "B");
+    sl_nodes_keygen("keys", "C");
     s_topology("spread.yaml", a, b, c, 7700, 7700, "keys");
 
     /* The rogue: node B by its own topology and key pair (its keys_dir
      * holds A's and C's public keys and a B.key of its own), in D. */
-    cr_assert_eq(mkdir(s_path("rogue"), 0700), 0);
-    s_keygen("rogue/keys", "B");
+    cr_assert_eq(mkdir(sl_nodes_path("rogue"), 0700), 0);
+    sl_nodes_keygen("rogue/keys", "B");
     for (const char *n = "AC"; *n; n++) {
         char from[16], to[32];
         snprintf(from, sizeof(from), "keys/%c.pub", *n);
         snprintf(to, sizeof(to), "rogue/keys/%c.pub", *n);
-        char *text = sl_test_read_file(s_path(from), NULL);
+        char *text = sl_test_read_file(sl_nodes_path(from), NULL);
         cr_assert(text);
-        cr_assert_eq(sl_test_write_file(s_path(to), text), 0);
+        cr_assert_eq(sl_test_write_file(sl_nodes_path(to), text), 0);
         free(text);
     }
     s_topology("rogue/spread.yaml", a, d, c, 7700, 7700, "keys");
@@ -204,46 +132,46 @@ Test(multihost, three_hosts_in_reverse_order_and_a_rogue)
     pid_t pc = s_node(2, "spread.yaml", "C", "C.log");
     pid_t pr = s_node(3, "rogue/spread.yaml", "B", "rogue.log");
     /* C refuses it; the rogue ends at once, naming C. */
-    s_expect_exit(1, pr, "rogue.log", 1);
-    s_expect_in_log("rogue.log", "link to 'sink' on node 'C' (tcp://");
-    s_expect_in_log("rogue.log", "the node refused this node's key (ZAP "
+    sl_nodes_expect_exit(1, pr, "rogue.log", 1);
+    sl_nodes_expect_in_log("rogue.log", "link to 'sink' on node 'C' (tcp://");
+    sl_nodes_expect_in_log("rogue.log", "the node refused this node's key (ZAP "
                                  "status 400)");
     char want[128];
     snprintf(want, sizeof(want), "denied a CURVE client from %s: key not in "
              "the topology", d);
-    free(sl_test_wait_log(s_path("C.log"), want, 20));
+    free(sl_test_wait_log(sl_nodes_path("C.log"), want, 20));
 
     pid_t pb = s_node(1, "spread.yaml", "B", "B.log");
     pid_t pa = s_node(0, "spread.yaml", "A", "A.log");
-    s_expect_exit(1, pa, "A.log", 0);
-    s_expect_exit(1, pb, "B.log", 0);
-    s_expect_exit(1, pc, "C.log", 0);
+    sl_nodes_expect_exit(1, pa, "A.log", 0);
+    sl_nodes_expect_exit(1, pb, "B.log", 0);
+    sl_nodes_expect_exit(1, pc, "C.log", 0);
     s_expect_ledgers();
     s_expect_all_once();
     snprintf(want, sizeof(want), "accepted node B (CURVE) from %s", b);
-    s_expect_in_log("C.log", want);
+    sl_nodes_expect_in_log("C.log", want);
     snprintf(want, sizeof(want), "accepted node A (CURVE) from %s", a);
-    s_expect_in_log("B.log", want);
+    sl_nodes_expect_in_log("B.log", want);
 }
 
 Test(multihost, insecure_runs_over_plain_tcp_and_warns)
 {
-    s_need_netns();
-    s_create(3);
-    s_topology("plain.yaml", s_ns.addr[0], s_ns.addr[1], s_ns.addr[2], 7700,
+    sl_nodes_need_netns();
+    sl_nodes_create(3);
+    s_topology("plain.yaml", sl_nodes_ns.addr[0], sl_nodes_ns.addr[1], sl_nodes_ns.addr[2], 7700,
                7700, NULL);
     pid_t pc = s_node(2, "plain.yaml", "C", "C.log");
     pid_t pb = s_node(1, "plain.yaml", "B", "B.log");
     pid_t pa = s_node(0, "plain.yaml", "A", "A.log");
-    s_expect_exit(1, pa, "A.log", 0);
-    s_expect_exit(1, pb, "B.log", 0);
-    s_expect_exit(1, pc, "C.log", 0);
+    sl_nodes_expect_exit(1, pa, "A.log", 0);
+    sl_nodes_expect_exit(1, pb, "B.log", 0);
+    sl_nodes_expect_exit(1, pc, "C.log", 0);
     for (const char *n = "ABC"; *n; n++) {
         char log[8], want[96];
         snprintf(log, sizeof(log), "%c.log", *n);
         snprintf(want, sizeof(want), "INSECURE: node '%c' links to other "
                  "nodes over plain tcp", *n);
-        s_expect_in_log(log, want);
+        sl_nodes_expect_in_log(log, want);
     }
     s_expect_ledgers();
     s_expect_all_once();
@@ -253,16 +181,16 @@ Test(multihost, insecure_runs_over_plain_tcp_and_warns)
  * ports, started producer first (each waits for its consumer's node). */
 Test(multihost, loopback_nodes)
 {
-    s_keygen("keys", "A");
-    s_keygen("keys", "B");
-    s_keygen("keys", "C");
+    sl_nodes_keygen("keys", "A");
+    sl_nodes_keygen("keys", "B");
+    sl_nodes_keygen("keys", "C");
     unsigned base = 20000 + (unsigned)(getpid() % 20000);
     s_topology("lo.yaml", "127.0.0.1", "127.0.0.1", "127.0.0.1", base + 10,
                base + 20, "keys");
     char *check = NULL;
     char cmd[8500];
     snprintf(cmd, sizeof(cmd), "%s check %s --node B 2>&1", sl_test_cli(),
-             s_path("lo.yaml"));
+             sl_nodes_path("lo.yaml"));
     cr_assert_eq(sl_test_run(cmd, &check), 0, "%s", check);
     cr_assert(strstr(check, "lo.yaml: ok (3 stages, 1 on node 'B')\n"), "%s",
               check);
@@ -270,30 +198,59 @@ Test(multihost, loopback_nodes)
     pid_t pa = s_node(-1, "lo.yaml", "A", "A.log");
     pid_t pb = s_node(-1, "lo.yaml", "B", "B.log");
     pid_t pc = s_node(-1, "lo.yaml", "C", "C.log");
-    s_expect_exit(0, pa, "A.log", 0);
-    s_expect_exit(0, pb, "B.log", 0);
-    s_expect_exit(0, pc, "C.log", 0);
+    sl_nodes_expect_exit(0, pa, "A.log", 0);
+    sl_nodes_expect_exit(0, pb, "B.log", 0);
+    sl_nodes_expect_exit(0, pc, "C.log", 0);
     s_expect_ledgers();
     s_expect_all_once();
 }
 
+/* Addresses may be host names (resolved to bind) and IPv6 addresses. */
+Test(multihost, host_names_and_ipv6)
+{
+    int v6 = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 lo6 = {.sin6_family = AF_INET6,
+                               .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    int have_v6 = v6 >= 0 && bind(v6, (struct sockaddr *)&lo6,
+                                  sizeof(lo6)) == 0;
+    if (v6 >= 0)
+        close(v6);
+    if (!have_v6)
+        cr_skip_test("no IPv6 loopback here");
+    sl_nodes_keygen("keys", "A");
+    sl_nodes_keygen("keys", "B");
+    sl_nodes_keygen("keys", "C");
+    unsigned base = 20000 + (unsigned)((getpid() + 13) % 20000);
+    s_topology("names.yaml", "localhost", "localhost", "\"::1\"", base + 10,
+               base + 20, "keys");
+    pid_t pc = s_node(-1, "names.yaml", "C", "C.log");
+    pid_t pb = s_node(-1, "names.yaml", "B", "B.log");
+    pid_t pa = s_node(-1, "names.yaml", "A", "A.log");
+    sl_nodes_expect_exit(0, pa, "A.log", 0);
+    sl_nodes_expect_exit(0, pb, "B.log", 0);
+    sl_nodes_expect_exit(0, pc, "C.log", 0);
+    s_expect_ledgers();
+    s_expect_all_once();
+    sl_nodes_expect_in_log("C.log", "accepted node B (CURVE) from ::1");
+}
+
 Test(multihost, unknown_node_and_missing_key)
 {
-    s_keygen("keys", "A");
-    s_keygen("keys", "B");
-    s_keygen("keys", "C");
+    sl_nodes_keygen("keys", "A");
+    sl_nodes_keygen("keys", "B");
+    sl_nodes_keygen("keys", "C");
     s_topology("t.yaml", "127.0.0.1", "127.0.0.2", "127.0.0.3", 7700, 7700,
                "keys");
     char *out = NULL, cmd[8500];
     snprintf(cmd, sizeof(cmd), "%s run %s --node D 2>&1", sl_test_cli(),
-             s_path("t.yaml"));
+             sl_nodes_path("t.yaml"));
     cr_assert_eq(sl_test_run(cmd, &out), 2, "%s", out);
     cr_assert_str_eq(out, "sluice run: --node D: no such host; the "
                           "topology's hosts are 'A', 'B', 'C'\n");
     free(out);
-    cr_assert_eq(unlink(s_path("keys/B.key")), 0);
+    cr_assert_eq(unlink(sl_nodes_path("keys/B.key")), 0);
     snprintf(cmd, sizeof(cmd), "%s check %s --node B 2>&1", sl_test_cli(),
-             s_path("t.yaml"));
+             sl_nodes_path("t.yaml"));
     cr_assert_eq(sl_test_run(cmd, &out), 2, "%s", out);
     cr_assert(strstr(out, "t.yaml: node 'B': "), "%s", out);
     cr_assert(strstr(out, "keys/B.key"), "%s", out);
@@ -306,39 +263,39 @@ Test(multihost, unknown_node_and_missing_key)
  * names the link that had no end-of-stream. */
 Test(multihost, wrong_server_key_warns_and_a_stop_ends_waiting_nodes)
 {
-    s_keygen("keys", "A");
-    s_keygen("keys", "B");
-    s_keygen("keys", "C");
-    s_keygen("other", "C");
+    sl_nodes_keygen("keys", "A");
+    sl_nodes_keygen("keys", "B");
+    sl_nodes_keygen("keys", "C");
+    sl_nodes_keygen("other", "C");
     unsigned base = 20000 + (unsigned)((getpid() + 7) % 20000);
     s_topology("lo.yaml", "127.0.0.1", "127.0.0.1", "127.0.0.1", base + 10,
                base + 20, "keys");
-    char *yaml = sl_test_read_file(s_path("lo.yaml"), NULL);
+    char *yaml = sl_test_read_file(sl_nodes_path("lo.yaml"), NULL);
     cr_assert(yaml);
     char *k = strstr(yaml, "keys/C.pub");
     cr_assert(k);
     char *wrong = NULL;
     cr_assert_gt(asprintf(&wrong, "%.*sother/C.pub%s", (int)(k - yaml), yaml,
                           k + strlen("keys/C.pub")), 0);
-    cr_assert_eq(sl_test_write_file(s_path("wrong.yaml"), wrong), 0);
+    cr_assert_eq(sl_test_write_file(sl_nodes_path("wrong.yaml"), wrong), 0);
     free(wrong);
     free(yaml);
 
     pid_t pc = s_node(-1, "lo.yaml", "C", "C.log");
     pid_t pb = s_node(-1, "wrong.yaml", "B", "B.log");
-    free(sl_test_wait_log(s_path("B.log"), "the connection closed during the "
-                          "CURVE handshake; retrying. Does hosts: C: key "
-                          "match the key that node runs with?", 20));
+    free(sl_test_wait_log(sl_nodes_path("B.log"), "the connection closed before the link "
+                          "was up; retrying. Does hosts: C: key match the "
+                          "key that node runs with?", 20));
     cr_assert_eq(kill(pb, SIGTERM), 0);
     cr_assert_eq(kill(pc, SIGTERM), 0);
-    s_expect_exit(0, pb, "B.log", 1);
-    s_expect_exit(0, pc, "C.log", 3);
-    s_expect_in_log("B.log", "no end-of-stream from 'gen' on node 'A' by the "
+    sl_nodes_expect_exit(0, pb, "B.log", 1);
+    sl_nodes_expect_exit(0, pc, "C.log", 3);
+    sl_nodes_expect_in_log("B.log", "no end-of-stream from 'gen' on node 'A' by the "
                              "end of the grace period: its link counts as "
                              "ended");
-    s_expect_in_log("C.log", "no end-of-stream from 'shape' on node 'B' by "
+    sl_nodes_expect_in_log("C.log", "no end-of-stream from 'shape' on node 'B' by "
                              "the end of the grace period");
-    s_expect_in_log("C.log", "link 'shape' -> 'sink' (node 'B' -> 'C'): "
+    sl_nodes_expect_in_log("C.log", "link 'shape' -> 'sink' (node 'B' -> 'C'): "
                              "received 0, no end-of-stream\n");
-    s_expect_in_log("C.log", "link 'shape' -> 'sink': no end-of-stream\n");
+    sl_nodes_expect_in_log("C.log", "link 'shape' -> 'sink': no end-of-stream\n");
 }

@@ -95,6 +95,7 @@ Test(topology_hosts, placed_with_defaults)
     cr_assert_eq(t->stages[1].host, 1);
     cr_assert_str_eq(t->keys_dir, "/base");
     cr_assert_eq(t->insecure, 0);
+    cr_assert_eq(t->peer_timeout_ms, 10000);
     cr_assert_eq(t->run_node, -1);
     char err[256];
     cr_assert_eq(sl__topology_set_node(t, "b", err, sizeof(err)), 0);
@@ -307,6 +308,48 @@ Test(topology_hosts, keys_dir_needs_hosts)
                          "config: {count: 5}}\n"
                          "  - {name: out, plugin: null}\n"));
     sl_test_expect_line(&g_diag, "topo.yaml:1:11: 'keys_dir' is for "
+                                 "topologies with 'hosts:'");
+}
+
+Test(topology_hosts, peer_timeout)
+{
+    sl_topology_t *t = parse("peer_timeout: 3s\n" TWO_HOSTS
+                             "stages:\n"
+                             "  - {name: gen, plugin: generator, "
+                             "config: {count: 5}}\n"
+                             "  - {name: out, plugin: null, host: b}\n");
+    cr_assert(t, "%s", sl_test_diag_text(&g_diag));
+    cr_assert_eq(t->peer_timeout_ms, 3000);
+    sl__topology_destroy(&g_topo);
+    cr_assert_null(parse("peer_timeout: 100ms\n" TWO_HOSTS
+                         "stages:\n"
+                         "  - {name: gen, plugin: generator, "
+                         "config: {count: 5}}\n"
+                         "  - {name: out, plugin: null, host: b}\n"));
+    sl_test_expect_line(&g_diag, "topo.yaml:1:15: 'peer_timeout' must be at "
+                                 "least 200ms (heartbeats go 4 times in that "
+                                 "time), got string '100ms'");
+    sl__topology_destroy(&g_topo);
+    sl__diag_fini(&g_diag);
+    sl__diag_init(&g_diag);
+    cr_assert_null(parse("peer_timeout: soon\n" TWO_HOSTS
+                         "stages:\n"
+                         "  - {name: gen, plugin: generator, "
+                         "config: {count: 5}}\n"
+                         "  - {name: out, plugin: null, host: b}\n"));
+    sl_test_expect_line(&g_diag, "topo.yaml:1:15: topology: 'peer_timeout' "
+                                 "must be a duration such as 500ms, 2s or 1m "
+                                 "(a bare number is milliseconds), got "
+                                 "string 'soon'");
+    sl__topology_destroy(&g_topo);
+    sl__diag_fini(&g_diag);
+    sl__diag_init(&g_diag);
+    cr_assert_null(parse("peer_timeout: 5s\n"
+                         "stages:\n"
+                         "  - {name: gen, plugin: generator, "
+                         "config: {count: 5}}\n"
+                         "  - {name: out, plugin: null}\n"));
+    sl_test_expect_line(&g_diag, "topo.yaml:1:15: 'peer_timeout' is for "
                                  "topologies with 'hosts:'");
 }
 
