@@ -21,12 +21,23 @@
  * before anything ZeroMQ exists, with its own context: the shape of a
  * sluice process lane, which the benchmark compares it with.
  *
+ * --transport tcp is the shape of a topology split across two nodes: gen
+ * and sink only (no transform), gen in this process and sink in a child
+ * forked before anything ZeroMQ exists, joined by one PUSH/PULL link over
+ * tcp on 127.0.0.1 (a port the kernel picks). The sink binds and the gen
+ * connects, as a consumer's node binds and a producer's node connects.
+ * With --curve the link is CurveZMQ-encrypted: the sink is the CURVE
+ * server with a key pair made at start, gen a client with a key pair of
+ * its own that knows the server's public key. There is no ZAP handler: it
+ * would be asked once per connection, never per message.
+ *
  * Output (stdout, one line, machine-readable):
  *   raw batch=B records=N seconds=S rate=R send=copy|zc bytes_per_record=X
- *       transport=inproc|ipc xform=thread|process
- * and on stderr the CPU seconds each thread used (plus, over ipc, ZeroMQ's
- * I/O threads). Exit 1 if the counts do not match or the transform process
- * failed, 2 on a usage or setup error.
+ *       transport=inproc|ipc|tcp xform=thread|process|none [curve=yes|no]
+ * (curve= over tcp only) and on stderr the CPU seconds each thread used
+ * (plus, over ipc and tcp, ZeroMQ's I/O threads). Exit 1 if the counts do
+ * not match or the transform or sink process failed, 2 on a usage or
+ * setup error.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -53,6 +64,8 @@ typedef struct opts {
     int hwm;      /* 0 keeps libzmq's default */
     int ipc;      /* ipc:// instead of inproc:// */
     int xf_process; /* xform in a child process (implies ipc) */
+    int tcp;        /* gen -> sink over tcp, sink in a child process */
+    int curve;      /* CURVE on the tcp link */
 } opts_t;
 
 /* A growable byte buffer the msgpack packer writes into. Kept instead of
@@ -172,20 +185,44 @@ static void free_buf(void *data, void *hint)
     free(data);
 }
 
+/* The sink process over tcp, 0 otherwise. gen's socket then has a send
+ * timeout, and a send that times out looks whether that process is still
+ * there: a PUSH without a peer would block for ever. */
+static pid_t s_watched;
+
+/* Called when a send timed out (errno EAGAIN); returns to retry. */
+static void send_blocked(const char *what)
+{
+    int status = 0;
+    if (zmq_errno() != EAGAIN || s_watched <= 0)
+        die(what);
+    pid_t got = waitpid(s_watched, &status, WNOHANG);
+    if (got == 0)
+        return;
+    int sig = got == s_watched && WIFSIGNALED(status);
+    fprintf(stderr, "raw_zmq: CHECK FAILED: the sink process ended (%s %d) "
+                    "before the end of stream was sent\n",
+            sig ? "signal" : "status",
+            sig ? WTERMSIG(status)
+                : got == s_watched && WIFEXITED(status) ? WEXITSTATUS(status)
+                                                        : -1);
+    _exit(1);
+}
+
 /* Sends b's contents and leaves b empty and ready for the next batch. */
 static void send_buf(void *sock, buf_t *b, const opts_t *o)
 {
     if (!o->zerocopy) {
-        if (zmq_send(sock, b->data, b->len, 0) < 0)
-            die("zmq_send");
+        while (zmq_send(sock, b->data, b->len, 0) < 0)
+            send_blocked("zmq_send");
         b->len = 0;
         return;
     }
     zmq_msg_t m;
     if (zmq_msg_init_data(&m, b->data, b->len, free_buf, NULL) < 0)
         die("zmq_msg_init_data");
-    if (zmq_msg_send(&m, sock, 0) < 0)
-        die("zmq_msg_send");
+    while (zmq_msg_send(&m, sock, 0) < 0)
+        send_blocked("zmq_msg_send");
     size_t cap = b->cap;
     b->data = NULL;
     b->len = b->cap = 0;
@@ -195,8 +232,8 @@ static void send_buf(void *sock, buf_t *b, const opts_t *o)
 
 static void send_eof(void *sock)
 {
-    if (zmq_send(sock, "", 0, 0) < 0)
-        die("zmq_send eof");
+    while (zmq_send(sock, "", 0, 0) < 0)
+        send_blocked("zmq_send eof");
 }
 
 static uint8_t *put_be(uint8_t *p, uint64_t v, unsigned bytes)
@@ -395,7 +432,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: raw_zmq [--count N] [--batch B] [--send copy|zc] "
             "[--hwm H]\n"
-            "               [--transport inproc|ipc] [--transform-process]\n");
+            "               [--transport inproc|ipc|tcp] [--transform-process] "
+            "[--curve]\n");
     exit(2);
 }
 
@@ -408,6 +446,10 @@ static opts_t parse_opts(int argc, char **argv)
         char *end;
         if (strcmp(a, "--transform-process") == 0) {
             o.xf_process = 1;
+            continue;
+        }
+        if (strcmp(a, "--curve") == 0) {
+            o.curve = 1;
             continue;
         }
         if (!v)
@@ -434,17 +476,27 @@ static opts_t parse_opts(int argc, char **argv)
                 usage();
             o.hwm = (int)h;
         } else if (strcmp(a, "--transport") == 0) {
-            if (strcmp(v, "inproc") == 0)
-                o.ipc = 0;
-            else if (strcmp(v, "ipc") == 0)
+            o.ipc = o.tcp = 0;
+            if (strcmp(v, "ipc") == 0)
                 o.ipc = 1;
-            else
+            else if (strcmp(v, "tcp") == 0)
+                o.tcp = 1;
+            else if (strcmp(v, "inproc") != 0)
                 usage();
-            inproc_asked = !o.ipc;
+            inproc_asked = !o.ipc && !o.tcp;
         } else {
             usage();
         }
         i++;
+    }
+    if (o.curve && !o.tcp) {
+        fprintf(stderr, "raw_zmq: --curve needs --transport tcp\n");
+        exit(2);
+    }
+    if (o.xf_process && o.tcp) {
+        fprintf(stderr, "raw_zmq: --transport tcp has no transform (gen -> "
+                        "sink); --transform-process does not apply\n");
+        exit(2);
     }
     if (o.xf_process) {
         if (inproc_asked) {
@@ -626,6 +678,211 @@ static void start_threads(shared_t *sh, const endpoints_t *ep, void **ctx,
     *t0 = now_ns(CLOCK_MONOTONIC);
 }
 
+/* The sink: counts records without decoding them until the empty
+ * message. With a transform process (child > 0) the socket has a receive
+ * timeout, and each timeout looks at that process. Returns non-zero when
+ * a message did not split into whole frames. */
+static int sink_loop(void *sock, pid_t child, int *reaped, int *waits,
+                     uint64_t *records, uint64_t *bytes)
+{
+    zmq_msg_t in;
+    int bad = 0;
+    zmq_msg_init(&in);
+    for (;;) {
+        if (zmq_msg_recv(&in, sock, 0) < 0) {
+            if (child > 0 && zmq_errno() == EAGAIN) {
+                check_child(child, reaped, waits);
+                continue;
+            }
+            die("zmq_msg_recv sink");
+        }
+        const char *p = zmq_msg_data(&in);
+        size_t n = zmq_msg_size(&in), off = 0;
+        if (n == 0)
+            break;
+        while (off + 4 <= n) {
+            uint32_t len;
+            memcpy(&len, p + off, 4);
+            off += 4 + (size_t)len;
+            *bytes += len;
+            ++*records;
+        }
+        bad |= off != n;
+    }
+    zmq_msg_close(&in);
+    return bad;
+}
+
+/* ---- --transport tcp: gen and sink in two processes -------------------- */
+
+/* What the sink process reports, in shared memory, read by the parent once
+ * it has exited. */
+typedef struct tcp_result {
+    uint64_t records;
+    uint64_t bytes;
+    uint64_t t_end; /* CLOCK_MONOTONIC (system-wide) when the EOF came */
+    double cpu;     /* the sink thread */
+    double io_cpu;  /* the rest of its process: ZeroMQ's I/O thread */
+    int bad;
+} tcp_result_t;
+
+typedef struct curve_pair {
+    char pub[41]; /* Z85 and a NUL, the form zmq_setsockopt takes */
+    char sec[41];
+} curve_pair_t;
+
+static void set_key(void *sock, int opt, const char *z85)
+{
+    if (zmq_setsockopt(sock, opt, z85, 41) < 0)
+        die("zmq_setsockopt CURVE key");
+}
+
+/* The sink process: binds, tells the parent where (a NUL-terminated
+ * endpoint on ep_fd), counts, reports. Never returns. */
+static void tcp_sink_child(const opts_t *o, const curve_pair_t *server,
+                           int ep_fd, tcp_result_t *res, pid_t parent)
+{
+    /* A parent killed by the benchmark's timeout takes its child along. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(2);
+    void *ctx = zmq_ctx_new();
+    if (!ctx)
+        die("zmq_ctx_new");
+    void *in = make_sock(ctx, ZMQ_PULL, o);
+    if (o->curve) {
+        int one = 1;
+        if (zmq_setsockopt(in, ZMQ_CURVE_SERVER, &one, sizeof one) < 0)
+            die("zmq_setsockopt ZMQ_CURVE_SERVER");
+        set_key(in, ZMQ_CURVE_SECRETKEY, server->sec);
+    }
+    char ep[256];
+    size_t len = sizeof ep;
+    if (zmq_bind(in, "tcp://127.0.0.1:*") < 0 ||
+        zmq_getsockopt(in, ZMQ_LAST_ENDPOINT, ep, &len) < 0)
+        die("bind tcp");
+    ep[sizeof ep - 1] = '\0';
+    if (write(ep_fd, ep, strlen(ep) + 1) != (ssize_t)(strlen(ep) + 1))
+        _exit(2);
+    close(ep_fd);
+    int reaped = 0, waits = 0;
+    res->bad = sink_loop(in, 0, &reaped, &waits, &res->records, &res->bytes);
+    res->t_end = now_ns(CLOCK_MONOTONIC);
+    res->cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID);
+    zmq_close(in);
+    zmq_ctx_term(ctx);
+    res->io_cpu = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - res->cpu;
+    exit(res->bad ? 1 : 0);
+}
+
+/* Reads the sink's endpoint, up to its NUL; exits when the sink died. */
+static void tcp_read_endpoint(int fd, char *ep, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, ep + got, len - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (memchr(ep, '\0', got))
+            return;
+    }
+    fprintf(stderr, "raw_zmq: the sink process did not say where it "
+                    "listens\n");
+    exit(2);
+}
+
+/* gen here, sink in a child, one tcp link. The clock starts once the sink
+ * listens (as the benchmark starts the producer's node once the
+ * consumer's node listens) and stops when the sink has seen the EOF. */
+static int run_tcp(shared_t *sh)
+{
+    const opts_t *o = &sh->o;
+    curve_pair_t server = {{0}, {0}}, client = {{0}, {0}};
+    if (o->curve && (zmq_curve_keypair(server.pub, server.sec) < 0 ||
+                     zmq_curve_keypair(client.pub, client.sec) < 0))
+        die("zmq_curve_keypair (is this libzmq built with CURVE?)");
+    tcp_result_t *res = mmap(NULL, sizeof(*res), PROT_READ | PROT_WRITE,
+                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    int ep_pipe[2];
+    if (res == MAP_FAILED || pipe(ep_pipe) != 0) {
+        perror("raw_zmq: mmap/pipe");
+        return 2;
+    }
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child < 0) {
+        perror("raw_zmq: fork");
+        return 2;
+    }
+    if (child == 0) {
+        close(ep_pipe[0]);
+        tcp_sink_child(o, &server, ep_pipe[1], res, parent);
+    }
+    close(ep_pipe[1]);
+    char ep[256];
+    tcp_read_endpoint(ep_pipe[0], ep, sizeof ep);
+    close(ep_pipe[0]);
+
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+    void *ctx = zmq_ctx_new();
+    if (!ctx)
+        die("zmq_ctx_new");
+    void *out = make_sock(ctx, ZMQ_PUSH, o);
+    /* A finite linger: a sink that died must not hang zmq_ctx_term. */
+    int wait_ms = SINK_WAIT_MS, linger_ms = 10000;
+    if (zmq_setsockopt(out, ZMQ_SNDTIMEO, &wait_ms, sizeof wait_ms) < 0 ||
+        zmq_setsockopt(out, ZMQ_LINGER, &linger_ms, sizeof linger_ms) < 0)
+        die("zmq_setsockopt");
+    if (o->curve) {
+        set_key(out, ZMQ_CURVE_SERVERKEY, server.pub);
+        set_key(out, ZMQ_CURVE_PUBLICKEY, client.pub);
+        set_key(out, ZMQ_CURVE_SECRETKEY, client.sec);
+    }
+    if (zmq_connect(out, ep) < 0)
+        die("connect tcp");
+    s_watched = child;
+    sh->gen_out = out;
+    gen_main(sh);
+    zmq_close(out);
+    zmq_ctx_term(ctx);
+    double gen_io = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - sh->gen_cpu;
+
+    int status = 0;
+    pid_t got = waitpid(child, &status, 0);
+    s_watched = 0;
+    if (got != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "raw_zmq: CHECK FAILED: the sink process %s %d\n",
+                got == child && WIFSIGNALED(status) ? "was killed by signal"
+                                                    : "exited with status",
+                got == child && WIFSIGNALED(status) ? WTERMSIG(status)
+                : got == child && WIFEXITED(status) ? WEXITSTATUS(status)
+                                                    : -1);
+        munmap(res, sizeof(*res));
+        return 1;
+    }
+    double secs = (double)(res->t_end - t0) / 1e9;
+    printf("raw batch=%u records=%" PRIu64 " seconds=%.3f rate=%.0f send=%s "
+           "bytes_per_record=%.1f transport=tcp xform=none curve=%s\n",
+           o->batch, res->records, secs, (double)res->records / secs,
+           o->zerocopy ? "zc" : "copy",
+           res->records ? (double)res->bytes / (double)res->records : 0.0,
+           o->curve ? "yes" : "no");
+    fprintf(stderr, "raw cpu_s gen=%.3f sink=%.3f io=%.3f\n", sh->gen_cpu,
+            res->cpu, gen_io + res->io_cpu);
+    int rc = 0;
+    if (res->bad || res->records != o->count || res->bytes != sh->gen_bytes) {
+        fprintf(stderr,
+                "raw_zmq: CHECK FAILED: expected %" PRIu64 " records, sink "
+                "got %" PRIu64 "; bytes gen %" PRIu64 " sink %" PRIu64 "%s\n",
+                o->count, res->records, sh->gen_bytes, res->bytes,
+                res->bad ? "; malformed frame" : "");
+        rc = 1;
+    }
+    munmap(res, sizeof(*res));
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     shared_t sh = {.o = parse_opts(argc, argv)};
@@ -636,8 +893,10 @@ int main(int argc, char **argv)
     uint64_t t0 = 0;
     void *ctx = NULL;
 
-    make_endpoints(&sh.o, &ep);
     sh.xf = &local;
+    if (sh.o.tcp)
+        return run_tcp(&sh);
+    make_endpoints(&sh.o, &ep);
     if (sh.o.xf_process)
         child = start_process(&sh, &ep, &ctx, &t0);
     else
@@ -651,34 +910,10 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    zmq_msg_t in;
     uint64_t records = 0, bytes = 0;
-    int bad = 0;
-    zmq_msg_init(&in);
-    for (;;) {
-        if (zmq_msg_recv(&in, sh.sink_in, 0) < 0) {
-            if (child > 0 && zmq_errno() == EAGAIN) {
-                check_child(child, &reaped, &waits);
-                continue;
-            }
-            die("zmq_msg_recv sink");
-        }
-        const char *p = zmq_msg_data(&in);
-        size_t n = zmq_msg_size(&in), off = 0;
-        if (n == 0)
-            break;
-        while (off + 4 <= n) {
-            uint32_t len;
-            memcpy(&len, p + off, 4);
-            off += 4 + (size_t)len;
-            bytes += len;
-            records++;
-        }
-        bad |= off != n;
-    }
+    int bad = sink_loop(sh.sink_in, child, &reaped, &waits, &records, &bytes);
     uint64_t t1 = now_ns(CLOCK_MONOTONIC);
     double sink_cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID);
-    zmq_msg_close(&in);
     pthread_join(tg, NULL);
     if (!sh.o.xf_process)
         pthread_join(tx, NULL);

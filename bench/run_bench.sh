@@ -408,7 +408,17 @@ awk -v a="$bmw" -v b="$bms" 'BEGIN {
 
 echo
 
-# ---- 6. the stage library and the replayer -------------------------------------
+# ---- 6. two nodes over tcp ----------------------------------------------------
+# A topology across two `sluice run --node` processes on this machine, over
+# CURVE-encrypted tcp, against raw_zmq over tcp; the script checks and
+# prints its own table, with the same counts and repetitions as above.
+if ! timeout "$((LIMIT * 3))" bash "$ROOT/bench/multinode.sh" --count "$N" \
+    --reps "$REPS" "$BUILD"; then
+    fail "bench/multinode.sh failed"
+fi
+echo
+
+# ---- 7. the stage library and the replayer -------------------------------------
 # Each script runs and checks its own pipeline and prints its numbers; a
 # non-zero exit means a wrong result (or a missing server binary).
 for script in access_logs pg_rows replay_rate; do
