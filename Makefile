@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CTEST_ARGS ?= --output-on-failure --timeout 600
 
-.PHONY: all build quickstart test asan check bench fuzz-smoke clean
+.PHONY: all build quickstart test asan check bench fuzz-smoke clean soak
 
 all: build
 
@@ -37,6 +37,12 @@ check: test asan
 
 bench: build
 	bench/run_bench.sh $(BUILD)
+
+# Resource growth and ledger under load and worker kills (docs/testing.md,
+# "Soak"); not part of `check`. SOAK_SECONDS=N overrides the 10 minutes.
+SOAK_SECONDS ?= 600
+soak: build
+	SOAK_SECONDS=$(SOAK_SECONDS) scripts/soak.sh $(BUILD)
 
 # libFuzzer targets (fuzz/README.md): clang-14 and libclang-rt-14-dev.
 FUZZ_BUILD   ?= build-fuzz

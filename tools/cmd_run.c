@@ -203,7 +203,10 @@ static int s_all_finished(sl_run_t *run)
 
 /* Signals are taken synchronously by this thread only: the first SIGINT or
  * SIGTERM stops intake and drains for up to the grace period, after which
- * whatever is still in flight is spilled; a second signal aborts. */
+ * whatever is still in flight is spilled; a second signal aborts. SIGHUP,
+ * which other daemons take as "reload", is answered in the log and
+ * otherwise ignored: a topology is not reloaded in place (and dying of it,
+ * with no summary, would lose what is in flight). */
 static void s_supervise(sl_run_t *run, const sigset_t *set, long grace_ms,
                         int progress)
 {
@@ -222,6 +225,12 @@ static void s_supervise(sl_run_t *run, const sigset_t *set, long grace_ms,
                     "spilling what is still in flight to %s", grace_ms,
                     run->topo->spill_path);
             sl__run_spill(run);
+        }
+        if (sig == SIGHUP) {
+            sl_cli_progress_clear(&pg);
+            sl__log(SL_LOG_WARN, NULL, -1, "SIGHUP ignored: sluice does not "
+                    "reload a topology in place; restart the run to change "
+                    "it (SIGTERM drains it first)");
         }
         if (sig != SIGINT && sig != SIGTERM)
             continue;
@@ -247,6 +256,7 @@ int sl_cli_run_topology(const sl_topology_t *topo, const sl_cli_run_t *o)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, &old); /* inherited by every thread */
 
     int code = SL_EXIT_FAILED;
