@@ -199,3 +199,19 @@ int sl__batch_validate(const void *msg, size_t len, uint32_t *count)
         *count = n;
     return 0;
 }
+
+int sl__batch_validate_max(const void *msg, size_t len, uint32_t max_records,
+                           uint32_t *count)
+{
+    sl_batch_iter_t it;
+    uint32_t n;
+    int rc = sl__batch_iter_init(&it, msg, len, &n);
+    if (rc)
+        return rc;
+    if (n > max_records) {
+        if (count)
+            *count = n;
+        return -EMSGSIZE;
+    }
+    return sl__batch_validate(msg, len, count);
+}

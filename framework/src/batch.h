@@ -93,5 +93,11 @@ int sl__batch_next(sl_batch_iter_t *it, sl_envelope_t *env,
 /* Walks the whole batch once: 0 if every record is well-formed and the
  * count matches, else -EBADMSG. */
 int sl__batch_validate(const void *msg, size_t len, uint32_t *count);
+/* The same for a receiver that takes at most max_records records per
+ * message (limits.max_batch_records): a header announcing more is refused
+ * with -EMSGSIZE before anything is walked (*count still gets the
+ * announced number, for the message). */
+int sl__batch_validate_max(const void *msg, size_t len, uint32_t max_records,
+                           uint32_t *count);
 
 #endif

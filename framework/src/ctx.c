@@ -1,6 +1,7 @@
 #include "ctx.h"
 #include "endian.h"
 #include "log.h"
+#include "mpscan.h"
 #include "prio_rule.h"
 
 #include <errno.h>
@@ -18,12 +19,22 @@
  * copying those few bytes inline beats a call to memcpy. */
 static int s_pack_write(void *data, const char *buf, size_t len)
 {
-    sl_batch_t *b = &((sl_ctx_t *)data)->out;
+    sl_ctx_t *ctx = data;
+    sl_batch_t *b = &ctx->out;
     if (len <= 16 && b->cap - b->len >= 16) {
         char *dst = b->data + b->len;
         for (size_t i = 0; i < len; i++)
             dst[i] = buf[i];
         b->len += len;
+        return 0;
+    }
+    /* Past the record limit bytes are only counted, so that a runaway
+     * record does not grow the batch; commit refuses it with its size.
+     * Checked off the fast path: the batch cannot grow without coming
+     * here. */
+    if (ctx->packing &&
+        b->len - b->open - SL_ENV_SIZE + len > ctx->limits.max_record_bytes) {
+        ctx->pack_over += len;
         return 0;
     }
     return sl__batch_write(b, buf, len);
@@ -41,6 +52,7 @@ int sl__ctx_init(sl_ctx_t *ctx, const char *stage, unsigned stage_index,
     ctx->is_source = is_source;
     ctx->max_batch = max_batch ? max_batch : 1;
     ctx->stopping = stopping;
+    sl__limits_default(&ctx->limits);
     sl__batch_init(&ctx->out);
     msgpack_packer_init(&ctx->pk, ctx, s_pack_write);
     if (!msgpack_zone_init(&ctx->zone, 4096))
@@ -72,6 +84,7 @@ void sl__ctx_begin_record(sl_ctx_t *ctx, sl_record_t *rec,
     rec->len = len;
     rec->zone = &ctx->zone;
     rec->decoded = 0;
+    rec->ctx = ctx;
     ctx->cur = rec;
     ctx->rec_mark_len = ctx->out.len;
     ctx->rec_mark_count = ctx->out.count;
@@ -80,6 +93,7 @@ void sl__ctx_begin_record(sl_ctx_t *ctx, sl_record_t *rec,
     ctx->prio_set = 0;
     ctx->has_err = 0;
     ctx->err_final = 0;
+    ctx->limit_hit = 0;
 }
 
 void sl__ctx_end_call(sl_ctx_t *ctx)
@@ -120,6 +134,7 @@ void sl__ctx_begin_pull(sl_ctx_t *ctx, size_t budget)
     ctx->prio_set = 0;
     ctx->has_err = 0;
     ctx->err_final = 0;
+    ctx->limit_hit = 0;
 }
 
 void sl__ctx_begin_flush(sl_ctx_t *ctx)
@@ -131,6 +146,29 @@ void sl__ctx_begin_flush(sl_ctx_t *ctx)
     ctx->prio_set = 0;
     ctx->has_err = 0;
     ctx->err_final = 0;
+    ctx->limit_hit = 0;
+}
+
+int sl__ctx_limit_rc(sl_ctx_t *ctx, int rc)
+{
+    if (!ctx->limit_hit)
+        return rc;
+    /* The handler may have put its own words over the reason (a plugin
+     * turning a refused emit into "emit failed"): the limit is the cause. */
+    snprintf(ctx->err, sizeof(ctx->err), "%s", ctx->limit_err);
+    ctx->has_err = 1;
+    ctx->err_final = 1;
+    return -EMSGSIZE;
+}
+
+/* The current record (or what it emitted) is over the limits, reason in
+ * limit_err: it fails for good, with that reason. */
+static void s_limit_fail(sl_ctx_t *ctx)
+{
+    ctx->limit_hit = 1;
+    snprintf(ctx->err, sizeof(ctx->err), "%s", ctx->limit_err);
+    ctx->has_err = 1;
+    ctx->err_final = 1;
 }
 
 /* ---- records ---- */
@@ -155,13 +193,23 @@ const void *sl_record_data(const sl_record_t *rec, size_t *len)
 int sl_record_map(sl_record_t *rec, const msgpack_object **map)
 {
     if (rec->decoded == 0) {
-        size_t off = 0;
-        msgpack_unpack_return r = msgpack_unpack(rec->data, rec->len, &off,
-                                                 rec->zone, &rec->obj);
-        rec->decoded = (r == MSGPACK_UNPACK_SUCCESS && off == rec->len &&
-                        rec->obj.type == MSGPACK_OBJECT_MAP)
-                           ? 1
-                           : -1;
+        /* The bytes came from another stage, another host or a file: a
+         * header must not make us allocate more than the bytes hold
+         * (msgpack_unpack would), and nesting is bounded. */
+        sl_ctx_t *ctx = rec->ctx;
+        unsigned depth = ctx ? ctx->limits.max_depth : SL_MP_MAX_DEPTH;
+        int rc = sl__mpscan_decode(rec->data, rec->len, depth, rec->zone,
+                                   &rec->obj);
+        if (rc == -ENOMEM)
+            return rc;
+        rec->decoded =
+            rc == 0 && rec->obj.type == MSGPACK_OBJECT_MAP ? 1 : -1;
+        if (rc == -ELOOP && ctx && ctx->cur == rec) {
+            snprintf(ctx->limit_err, sizeof(ctx->limit_err),
+                     "stage '%s': record nested deeper than "
+                     "limits.max_depth (%u)", ctx->stage, depth);
+            s_limit_fail(ctx);
+        }
     }
     if (rec->decoded < 0)
         return -EBADMSG;
@@ -249,6 +297,57 @@ static void s_apply_rule(sl_ctx_t *ctx, size_t at)
                                        len, NULL);
 }
 
+/* A record over the limits that no input record stands for (a source's,
+ * or one from flush()): it is not emitted, and the handler goes on. */
+static void s_reject(sl_ctx_t *ctx, const void *p, size_t len)
+{
+    if (ctx->on_reject)
+        ctx->on_reject(ctx, p, len, ctx->limit_err, ctx->on_reject_arg);
+    else if (ctx->on_input_error)
+        ctx->on_input_error(ctx, ctx->limit_err, ctx->on_input_error_arg);
+    else
+        sl_log(ctx, SL_LOG_WARN, "%s", ctx->limit_err);
+}
+
+/* The slow half of s_check_limits: the full check, and the reason. */
+static int s_over_limits(sl_ctx_t *ctx, const void *p, size_t len,
+                         size_t over)
+{
+    char why[160];
+    int rc = over ? -EMSGSIZE : sl__limits_check(&ctx->limits, p, len, why,
+                                                 sizeof(why));
+    if (rc == 0)
+        return 0;
+    if (over)
+        snprintf(why, sizeof(why), "of %zu bytes is over "
+                 "limits.max_record_bytes (%u)", len + over,
+                 (unsigned)ctx->limits.max_record_bytes);
+    snprintf(ctx->limit_err, sizeof(ctx->limit_err), "stage '%s': %srecord %s",
+             ctx->stage, ctx->cur ? "output " : "", why);
+    if (ctx->cur) {
+        s_limit_fail(ctx);
+        return rc;
+    }
+    return 1;
+}
+
+/* Checks a record of len bytes at p against the stage's limits, `over`
+ * bytes of it not kept (see s_pack_write). 0 when it is within them.
+ * Otherwise the reason is in limit_err and: in a transform the input
+ * record fails (a negative code is returned); else 1 is returned and the
+ * caller hands the record to s_reject. Every record emitted comes here:
+ * the common case is two compares and a scan (sl__limits_check). */
+static inline int s_check_limits(sl_ctx_t *ctx, const void *p, size_t len,
+                                 size_t over)
+{
+    const sl_limits_t *l = &ctx->limits;
+    if (!over && len <= l->max_record_bytes &&
+        (len <= l->max_depth ||
+         sl__mpscan_max_containers(p, len) <= l->max_depth))
+        return 0;
+    return s_over_limits(ctx, p, len, over);
+}
+
 int sl_emit_raw(sl_ctx_t *ctx, const void *data, size_t len)
 {
     if (len == 0 || !s_is_map_head(*(const unsigned char *)data))
@@ -257,6 +356,12 @@ int sl_emit_raw(sl_ctx_t *ctx, const void *data, size_t len)
     int rc = s_emit_env(ctx, &env);
     if (rc)
         return rc;
+    if ((rc = s_check_limits(ctx, data, len, 0)) != 0) {
+        if (rc < 0)
+            return rc;
+        s_reject(ctx, data, len);
+        return 0;
+    }
     size_t at = ctx->out.len ? ctx->out.len : SL_BATCH_HDR;
     rc = sl__batch_append(&ctx->out, &env, data, len);
     if (rc == 0) {
@@ -274,6 +379,7 @@ msgpack_packer *sl_emit_begin(sl_ctx_t *ctx)
     if (sl__batch_begin(&ctx->out, &env) != 0)
         return NULL;
     ctx->packing = 1;
+    ctx->pack_over = 0;
     return &ctx->pk;
 }
 
@@ -293,8 +399,23 @@ int sl_emit_commit(sl_ctx_t *ctx)
         sl__batch_abort(&ctx->out);
         return -EBADMSG;
     }
+    size_t len = ctx->out.len - start;
+    int rc = s_check_limits(ctx, ctx->out.data + start, len, ctx->pack_over);
+    if (rc != 0) {
+        /* Dead-lettering may hand the batch on: the bytes go out of it
+         * first (none when part of them were not kept). */
+        char *copy = rc > 0 && !ctx->pack_over ? malloc(len) : NULL;
+        if (copy)
+            memcpy(copy, ctx->out.data + start, len);
+        sl__batch_abort(&ctx->out);
+        if (rc < 0)
+            return rc;
+        s_reject(ctx, copy, copy ? len : 0);
+        free(copy);
+        return 0;
+    }
     size_t at = ctx->out.open;
-    int rc = sl__batch_commit(&ctx->out, NULL);
+    rc = sl__batch_commit(&ctx->out, NULL);
     if (rc == 0) {
         ctx->emitted++;
         s_apply_rule(ctx, at);

@@ -7,6 +7,7 @@
 #define SL_CTX_H
 
 #include "batch.h"
+#include "record_limits.h"
 #include <sluice/stage.h>
 #include <stdatomic.h>
 
@@ -17,6 +18,7 @@ struct sl_record {
     msgpack_zone *zone;  /* the worker's, cleared after each record */
     msgpack_object obj;
     int decoded;         /* 0 not yet, 1 ok, -1 not a single map */
+    sl_ctx_t *ctx;       /* the context handling it: its limits */
 };
 
 /* Called by emit when the output batch is full, to hand it off before the
@@ -25,6 +27,12 @@ typedef int (*sl_ctx_full_fn)(sl_ctx_t *ctx, void *arg);
 /* Called for every sl_ctx_input_error(). */
 typedef void (*sl_ctx_input_error_fn)(sl_ctx_t *ctx, const char *msg,
                                       void *arg);
+/* Called for a record over the stage's limits that no input record stands
+ * for (one a source emits, or one from flush()), with its bytes (valid for
+ * the call) and the reason: it was not emitted, and the handler goes on.
+ * Without it such a record counts as an input error (on_input_error). */
+typedef void (*sl_ctx_reject_fn)(sl_ctx_t *ctx, const void *rec, size_t len,
+                                 const char *msg, void *arg);
 
 struct sl_ctx {
     const char *stage;
@@ -40,6 +48,15 @@ struct sl_ctx {
     void *on_full_arg;
     sl_ctx_input_error_fn on_input_error;
     void *on_input_error_arg;
+    sl_ctx_reject_fn on_reject;
+    void *on_reject_arg;
+    /* Checked on every record emitted and decoded (the defaults until the
+     * runtime sets the stage's). A transform's record over them fails the
+     * input record for good: limit_hit, with the reason in limit_err, which
+     * the caller applies whatever the handler returned (sl__ctx_limit_rc). */
+    sl_limits_t limits;
+    int limit_hit;
+    char limit_err[256];
 
     sl_record_t *cur;        /* the record being handled (transforms) */
     size_t rec_mark_len;     /* out as it was when cur began */
@@ -54,6 +71,8 @@ struct sl_ctx {
     const struct sl_prio_rule *prio_rule; /* the stage's `priority:` */
     msgpack_packer pk;       /* writes into out */
     int packing;             /* between emit_begin and emit_commit */
+    size_t pack_over;        /* bytes of the record being packed not kept:
+                                it went over limits.max_record_bytes */
 
     const atomic_int *stopping;
     /* Resumable sources: positions are kept only when the run commits
@@ -96,5 +115,10 @@ void sl__ctx_begin_pull(sl_ctx_t *ctx, size_t budget);
 void sl__ctx_begin_flush(sl_ctx_t *ctx);
 /* A fresh, run-unique record id. */
 uint64_t sl__ctx_fresh_id(sl_ctx_t *ctx);
+/* After a handler call on a record: when the record went over the
+ * stage's limits (an output too big or too deep, or the record itself too
+ * deep to decode), puts the reason in err as a failure no retry can fix
+ * and returns -EMSGSIZE, whatever the handler returned; otherwise rc. */
+int sl__ctx_limit_rc(sl_ctx_t *ctx, int rc);
 
 #endif

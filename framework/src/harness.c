@@ -1,6 +1,7 @@
 #include "harness.h"
 #include "config.h"
 #include "ctx.h"
+#include "mpscan.h"
 #include "plugin.h"
 
 #include <errno.h>
@@ -59,6 +60,19 @@ static void s_input_error(sl_ctx_t *ctx, const char *msg, void *arg)
         h->on_fail(h->on_fail_arg, msg, 1, NULL, 0);
 }
 
+/* A record over the limits from a source (an input error, with its bytes)
+ * or from flush(). */
+static void s_reject(sl_ctx_t *ctx, const void *rec, size_t len,
+                     const char *msg, void *arg)
+{
+    sl_harness_t *h = arg;
+    h->errors++;
+    h->read += ctx->is_source;
+    snprintf(h->last_error, sizeof(h->last_error), "%s", msg);
+    if (h->on_fail)
+        h->on_fail(h->on_fail_arg, msg, 1, rec, len);
+}
+
 /* Moves what the worker emitted into the output list. */
 static int s_collect(sl_harness_t *h)
 {
@@ -95,11 +109,11 @@ static int s_collect(sl_harness_t *h)
         memcpy(o->msgpack, payload, plen);
         o->len = plen;
         msgpack_object obj;
-        size_t off = 0;
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
-        if (msgpack_unpack(payload, plen, &off, &zone, &obj) ==
-            MSGPACK_UNPACK_SUCCESS)
+        /* The plugin's bytes: sl_emit_raw trusts them, so bounded. */
+        if (sl__mpscan_decode(payload, plen, SL_MP_MAX_DEPTH, &zone, &obj) ==
+            0)
             sl_json_encode(&obj, &sb);
         else
             msgpack_sbuffer_write(&sb, "<invalid msgpack>", 17);
@@ -183,6 +197,8 @@ static sl_harness_t *s_new(const char *name, const char *config_yaml,
     h->ctx.on_full_arg = h;
     h->ctx.on_input_error = s_input_error;
     h->ctx.on_input_error_arg = h;
+    h->ctx.on_reject = s_reject;
+    h->ctx.on_reject_arg = h;
     h->ctx.positions_on = positions;
     h->ctx.resume = h->resume;
     h->ctx.resume_len = h->resume ? len : 0;
@@ -257,7 +273,7 @@ int sl_harness_push_msgpack(sl_harness_t *h, const void *data, size_t len)
     sl_envelope_t env = {.id = ++h->next_id, .ts_ns = sl_now_ns()};
     sl_record_t rec;
     sl__ctx_begin_record(&h->ctx, &rec, &env, data, len);
-    int rc = d->process(h->state, &h->ctx, &rec);
+    int rc = sl__ctx_limit_rc(&h->ctx, d->process(h->state, &h->ctx, &rec));
     if (rc < 0) {
         h->errors++;
         snprintf(h->last_error, sizeof(h->last_error), "%s",
@@ -351,6 +367,15 @@ void sl_harness_on_fail(sl_harness_t *h, sl_harness_fail_fn fn, void *arg)
 }
 
 void sl_harness_stop(sl_harness_t *h) { atomic_store(&h->stopping, 1); }
+
+void sl_harness_set_limits(sl_harness_t *h, uint32_t max_record_bytes,
+                           uint32_t max_depth)
+{
+    if (max_record_bytes)
+        h->ctx.limits.max_record_bytes = max_record_bytes;
+    if (max_depth)
+        h->ctx.limits.max_depth = max_depth;
+}
 
 size_t sl_harness_count(const sl_harness_t *h) { return h->n_outputs; }
 

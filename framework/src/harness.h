@@ -38,11 +38,19 @@ void sl_harness_destroy(sl_harness_t **h);
 
 /* Called for each failure as it happens: a record whose process() failed
  * (record is its msgpack bytes; final when the plugin said no retry can
- * fix it, with sl_ctx_fail) and each input error of a source (record
- * NULL, final). The harness tries nothing again. */
+ * fix it, with sl_ctx_fail, or when it went over the limits) and each
+ * input error of a source (record NULL, final), and each record a source
+ * or flush() emitted over the limits (record is the refused record, or
+ * NULL when it was too big to keep; final). The harness tries nothing
+ * again. */
 typedef void (*sl_harness_fail_fn)(void *arg, const char *msg, int final,
                                    const void *record, size_t len);
 void sl_harness_on_fail(sl_harness_t *h, sl_harness_fail_fn fn, void *arg);
+/* Sets the limits the worker checks records against, as a topology's
+ * `limits:` does (docs/topology.md); 0 keeps a value (the defaults of
+ * record_limits.h until set). */
+void sl_harness_set_limits(sl_harness_t *h, uint32_t max_record_bytes,
+                           uint32_t max_depth);
 /* Asks the stage to stop, as a run does at shutdown: from now on
  * sl_ctx_stopping() is true in its calls. */
 void sl_harness_stop(sl_harness_t *h);

@@ -7,6 +7,7 @@
  * is the user-facing description of every key checked.
  */
 #include "topology_parse.h"
+#include "record_limits.h"
 #include "prio_rule.h"
 
 #include <errno.h>
@@ -19,7 +20,8 @@
 static const char *const s_top_keys[] = {"name",  "defaults", "stages",
                                          "resources", "grace", "spill",
                                          "state_dir", "hosts", "keys_dir",
-                                         "insecure", "peer_timeout", NULL};
+                                         "insecure", "peer_timeout", "limits",
+                                         NULL};
 
 /* ---- reporting ---------------------------------------------------------- */
 
@@ -445,6 +447,8 @@ static void s_parse_top(sl_topo_parse_t *p, const sl_config_t *root)
         p->oom = true;
     sl__topo_parse_run(p, root);
     sl__topo_parse_hosts(p, root);
+    sl__limits_default(&t->limits);
+    sl__topo_parse_limits(p, sl_config_get(root, "limits"), "", &t->limits);
     sl__topo_parse_defaults(p, sl_config_get(root, "defaults"));
 
     const sl_config_t *stages = sl_config_get(root, "stages");
@@ -479,6 +483,7 @@ static void s_parse_top(sl_topo_parse_t *p, const sl_config_t *root)
         if (t->stages[i].node)
             s_resolve_inputs(p, i);
     s_link(p);
+    sl__topo_limit_batches(p);
     sl__topo_link_dl(p);
     s_check_ends(p);
     sl__topo_check_dl_files(p);

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "deadletter.h"
 #include "diag.h"
+#include "record_limits.h"
 #include "plugin.h"
 #include <stdint.h>
 
@@ -108,6 +109,8 @@ typedef struct sl_topo_stage {
     size_t n_outputs;
     long host;                  /* index into the topology's hosts, or -1
                                    when it has none */
+    sl_limits_t limits;         /* `limits:`: the topology's, with the
+                                   stage's own keys over them */
 } sl_topo_stage_t;
 
 typedef struct sl_topology {
@@ -133,6 +136,8 @@ typedef struct sl_topology {
                                  silent this long counts as lost */
 #define SL_TOPO_PEER_TIMEOUT_MS 10000
 #define SL_TOPO_PEER_TIMEOUT_MIN_MS 200
+    sl_limits_t limits;     /* `limits:` at the top level, over the
+                               defaults of record_limits.h */
     long run_node;          /* the node this process runs (`--node`), an
                                index into hosts, or -1: every stage */
 } sl_topology_t;

@@ -35,7 +35,7 @@ static const char *const s_stage_keys[] = {
     "name",         "plugin", "config",  "workers", "queue",
     "batch",        "from",   "fanout",  "lane",    "timeout",
     "partition_by", "retry",  "dead_letter", "uses", "when_full",
-    "priority", "slow_ms", "host", NULL};
+    "priority", "slow_ms", "host", "limits", NULL};
 static const char *const s_fanouts[] = {"broadcast", "round_robin", NULL};
 static const char *const s_lanes[] = {"thread", "process", NULL};
 static const char *const s_pool_keys[] = {"min", "max", "idle", NULL};
@@ -752,6 +752,9 @@ void sl__topo_parse_stage(sl_topo_parse_t *p, size_t i, const sl_config_t *st)
     s_stage_flow(p, i, st);
     s_stage_failures(p, i, st);
     sl__topo_parse_stage_routing(p, i, st);
+    s->limits = p->t->limits;
+    sl__topo_parse_limits(p, sl_config_get(st, "limits"), in->label,
+                          &s->limits);
 }
 
 /* ---- across stages ------------------------------------------------------ */

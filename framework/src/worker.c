@@ -134,6 +134,39 @@ static void s_on_input_error(sl_ctx_t *ctx, const char *msg, void *arg)
     sl__worker_record_failed(w, &env, NULL, 0, why, 0);
 }
 
+static int s_dead_letter_to_stage(sl_worker_t *w, const sl_envelope_t *env,
+                                  const char *payload, size_t len,
+                                  const char *why, uint32_t attempts,
+                                  uint64_t first_ns, uint64_t last_ns);
+
+/* A record over the stage's limits with no input record behind it. A
+ * source's counts as an input error (read = emitted + input errors), kept
+ * with its bytes. One from a transform's flush() has no input to count it
+ * against (in = passed + filtered + dead-lettered): it goes to the
+ * dead-letter target uncounted. */
+static void s_on_reject(sl_ctx_t *ctx, const void *rec, size_t len,
+                        const char *msg, void *arg)
+{
+    sl_worker_t *w = arg;
+    sl_runner_t *r = w->runner;
+    sl_envelope_t env = {.id = sl__ctx_fresh_id(ctx), .ts_ns = sl_now_ns()};
+    if (ctx->is_source) {
+        atomic_fetch_add_explicit(&w->stats.read, 1, RELAXED);
+        /* the bytes are kept, but nothing could retry them */
+        int final = ctx->err_final;
+        ctx->err_final = 1;
+        sl__worker_record_failed(w, &env, rec, len, msg, 0);
+        ctx->err_final = final;
+        return;
+    }
+    uint64_t now = env.ts_ns;
+    if (r->spec->dl_stage >= 0 &&
+        s_dead_letter_to_stage(w, &env, rec, len, msg, 1, now, now) == 0)
+        return;
+    sl__record_give_up_at(ctx->stage, (int)w->index, &w->errors_logged, r->dl,
+                          &env, rec, len, msg, 1, now, now);
+}
+
 /* A dead letter for the stage's dead-letter stage; a full batch goes on
  * ahead so that it always fits that stage's credit share. */
 static int s_dead_letter_to_stage(sl_worker_t *w, const sl_envelope_t *env,
@@ -315,7 +348,7 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
                 continue;
             }
             sl__ctx_begin_record(&w->ctx, &rec, &env, payload, plen);
-            int rc = s_call_process(w, &rec);
+            int rc = sl__ctx_limit_rc(&w->ctx, s_call_process(w, &rec));
             if (rc < 0)
                 s_drop_failed_output(w, &env);
             uint32_t emitted = w->ctx.emitted;
@@ -619,6 +652,9 @@ int sl__worker_init_one(sl_runner_t *r, unsigned i, char *err, size_t errlen)
     w->ctx.on_full_arg = w;
     w->ctx.on_input_error = s_on_input_error;
     w->ctx.on_input_error_arg = w;
+    w->ctx.on_reject = s_on_reject;
+    w->ctx.on_reject_arg = w;
+    w->ctx.limits = s->limits;
     sl_diag_t diag;
     sl__diag_init(&diag);
     char context[160];
