@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 /* Nodes that aliases may add to a document; real configs use a handful. */
@@ -24,6 +25,13 @@
 /* Nesting deeper than this is certainly a mistake, and it keeps recursive
  * walkers in plugins safe. */
 #define SL_CONFIG_MAX_DEPTH 256u
+/* Values (scalars and collections) in one document. A value costs some
+ * 150 bytes for as little as two bytes of text ("x,"), so this bounds what
+ * a big file can cost at about 150 MB; topologies have hundreds, test
+ * files with many records tens of thousands. */
+#define SL_CONFIG_MAX_NODES 1000000u
+/* A config file larger than this is refused before it is parsed. */
+#define SL_CONFIG_MAX_FILE (16u << 20)
 
 /* ---- building nodes ----------------------------------------------------- */
 
@@ -160,7 +168,7 @@ typedef struct s_frame {
 } s_frame_t;
 
 typedef struct s_anchor {
-    char *name;
+    char *name; /* NULL: a free slot */
     sl_config_t *node;
 } s_anchor_t;
 
@@ -171,11 +179,12 @@ typedef struct s_builder {
     size_t text_len;
     s_frame_t stack[SL_CONFIG_MAX_DEPTH];
     size_t depth;
-    s_anchor_t *anchors;
+    s_anchor_t *anchors; /* open addressing, cap_anchors a power of 2 */
     size_t n_anchors, cap_anchors;
     size_t alias_nodes; /* nodes added through aliases so far */
     bool alias_reported;
     bool deep_reported;
+    bool big_reported;
     unsigned errors;
 } s_builder_t;
 
@@ -202,28 +211,39 @@ static void s_syntax_error(s_builder_t *b, const yaml_parser_t *p)
         return;
     }
     if (p->error == YAML_READER_ERROR) {
-        /* Reader errors carry a byte offset, not a mark. */
+        /* Reader errors carry a byte offset, not a mark; columns count
+         * characters, as in marks, so continuation bytes do not count. */
         unsigned line = 1, col = 1;
         for (size_t i = 0; i < p->problem_offset && i < b->text_len; i++) {
-            if (b->text[i] == '\n') {
+            unsigned char c = (unsigned char)b->text[i];
+            if (c == '\n') {
                 line++;
                 col = 1;
-            } else {
+            } else if ((c & 0xc0) != 0x80) {
                 col++;
             }
         }
-        if (p->problem_value != -1)
+        /* The value is the bad byte for the "octet" problems, else the
+         * character decoded (a surrogate, a C1 control). */
+        if (p->problem_value == -1)
+            s_err(b, line, col, "%s", p->problem);
+        else if (strstr(p->problem, "octet"))
             s_err(b, line, col, "%s (byte 0x%02x)", p->problem,
                   (unsigned)p->problem_value & 0xffu);
         else
-            s_err(b, line, col, "%s", p->problem);
+            s_err(b, line, col, "%s (U+%04X)", p->problem,
+                  (unsigned)p->problem_value);
         return;
     }
     const yaml_mark_t *pm = &p->problem_mark, *cm = &p->context_mark;
     const char *problem = p->problem ? p->problem : "syntax error";
     const char *hint = "";
     if (pm->index < b->text_len && b->text[pm->index] == '\t')
-        hint = "; tabs are not allowed for indentation, use spaces";
+        hint = p->context && strstr(p->context, "block scalar")
+                   ? "; tabs are not allowed for indentation, use spaces "
+                     "(a block scalar whose first line starts with a tab "
+                     "needs an indentation indicator, such as '|2')"
+                   : "; tabs are not allowed for indentation, use spaces";
     if (p->context && (cm->line != pm->line || cm->column != pm->column))
         s_err(b, S_LINE(*pm), S_COL(*pm), "%s (%s at %u:%u)%s", problem,
               p->context, S_LINE(*cm), S_COL(*cm), hint);
@@ -234,33 +254,65 @@ static void s_syntax_error(s_builder_t *b, const yaml_parser_t *p)
         s_err(b, S_LINE(*pm), S_COL(*pm), "%s%s", problem, hint);
 }
 
+/* Anchors live in a hash table: a file with many anchors and aliases
+ * would otherwise cost anchors x aliases string compares (minutes for a
+ * 2 MB file). */
+static size_t s_anchor_hash(const char *name)
+{
+    size_t h = 14695981039346656037u; /* FNV-1a */
+    for (; *name; name++)
+        h = (h ^ (unsigned char)*name) * 1099511628211u;
+    return h;
+}
+
+static s_anchor_t *s_anchor_slot(s_anchor_t *tab, size_t cap,
+                                 const char *name)
+{
+    size_t i = s_anchor_hash(name) & (cap - 1);
+    while (tab[i].name && strcmp(tab[i].name, name) != 0)
+        i = (i + 1) & (cap - 1);
+    return &tab[i];
+}
+
+static int s_anchor_grow(s_builder_t *b)
+{
+    size_t cap = b->cap_anchors ? b->cap_anchors * 2 : 16;
+    s_anchor_t *tab = calloc(cap, sizeof(*tab));
+    if (!tab)
+        return -ENOMEM;
+    for (size_t i = 0; i < b->cap_anchors; i++)
+        if (b->anchors[i].name)
+            *s_anchor_slot(tab, cap, b->anchors[i].name) = b->anchors[i];
+    free(b->anchors);
+    b->anchors = tab;
+    b->cap_anchors = cap;
+    return 0;
+}
+
 static int s_anchor_add(s_builder_t *b, const char *name, sl_config_t *node)
 {
     if (!name)
         return 0;
-    if (b->n_anchors == b->cap_anchors) {
-        size_t cap = b->cap_anchors ? b->cap_anchors * 2 : 8;
-        s_anchor_t *a = realloc(b->anchors, cap * sizeof(*a));
-        if (!a)
-            return -ENOMEM;
-        b->anchors = a;
-        b->cap_anchors = cap;
-    }
-    char *copy = strdup(name);
-    if (!copy)
+    /* At most half full, so that probes stay short. */
+    if ((b->n_anchors + 1) * 2 > b->cap_anchors && s_anchor_grow(b) != 0)
         return -ENOMEM;
-    b->anchors[b->n_anchors].name = copy;
-    b->anchors[b->n_anchors++].node = node;
+    s_anchor_t *slot = s_anchor_slot(b->anchors, b->cap_anchors, name);
+    if (slot->name) { /* YAML lets a later anchor reuse a name */
+        slot->node = node;
+        return 0;
+    }
+    if (!(slot->name = strdup(name)))
+        return -ENOMEM;
+    slot->node = node;
+    b->n_anchors++;
     return 0;
 }
 
 static sl_config_t *s_anchor_find(const s_builder_t *b, const char *name)
 {
-    /* Newest first: YAML lets a later anchor reuse a name. */
-    for (size_t i = b->n_anchors; i-- > 0;)
-        if (strcmp(b->anchors[i].name, name) == 0)
-            return b->anchors[i].node;
-    return NULL;
+    if (!b->cap_anchors)
+        return NULL;
+    return s_anchor_slot(b->anchors, b->cap_anchors, name)->node;
 }
 
 #define S_TAG "tag:yaml.org,2002:"
@@ -390,13 +442,33 @@ static int s_check_duplicates(s_builder_t *b, const sl_config_t *map)
     return 0;
 }
 
+/* A new node at m, or NULL with *rc set: -E2BIG (reported here) past
+ * SL_CONFIG_MAX_NODES, which ends the parse, or -ENOMEM. */
+static sl_config_t *s_node(s_builder_t *b, sl_config_type_t type,
+                           const yaml_mark_t *m, int *rc)
+{
+    if (b->doc->n_nodes >= SL_CONFIG_MAX_NODES) {
+        if (!b->big_reported)
+            s_err(b, S_LINE(*m), S_COL(*m),
+                  "more than %u values in one document; a config this "
+                  "large is refused",
+                  SL_CONFIG_MAX_NODES);
+        b->big_reported = true;
+        *rc = -E2BIG;
+        return NULL;
+    }
+    sl_config_t *n = sl__config_node_new(b->doc, type, S_LINE(*m), S_COL(*m));
+    *rc = n ? 0 : -ENOMEM;
+    return n;
+}
+
 static int s_on_scalar(s_builder_t *b, const yaml_event_t *ev)
 {
     const yaml_mark_t *m = &ev->start_mark;
-    sl_config_t *n = sl__config_node_new(b->doc, SL_CONFIG_STRING,
-                                         S_LINE(*m), S_COL(*m));
+    int rc;
+    sl_config_t *n = s_node(b, SL_CONFIG_STRING, m, &rc);
     if (!n)
-        return -ENOMEM;
+        return rc;
     size_t len = ev->data.scalar.length;
     n->text = malloc(len + 1);
     if (!n->text)
@@ -428,9 +500,10 @@ static int s_on_start(s_builder_t *b, const yaml_event_t *ev,
         b->deep_reported = true;
         return -ELOOP;
     }
-    sl_config_t *n = sl__config_node_new(b->doc, type, S_LINE(*m), S_COL(*m));
+    int rc;
+    sl_config_t *n = s_node(b, type, m, &rc);
     if (!n)
-        return -ENOMEM;
+        return rc;
     n->open = true;
     const char *anchor, *tag;
     if (type == SL_CONFIG_MAP) {
@@ -443,7 +516,7 @@ static int s_on_start(s_builder_t *b, const yaml_event_t *ev,
     s_collection_tag(b, n, tag);
     if (s_anchor_add(b, anchor, n) != 0)
         return -ENOMEM;
-    int rc = s_attach(b, n);
+    rc = s_attach(b, n);
     if (rc != 0)
         return rc;
     b->stack[b->depth].node = n;
@@ -459,6 +532,15 @@ static int s_on_end(s_builder_t *b)
     return n->type == SL_CONFIG_MAP ? s_check_duplicates(b, n) : 0;
 }
 
+/* Stands in for an alias that was refused, so that the keys and values of
+ * the map around it stay paired and no second, made-up error follows. */
+static int s_attach_placeholder(s_builder_t *b, const yaml_mark_t *m)
+{
+    int rc;
+    sl_config_t *n = s_node(b, SL_CONFIG_NULL, m, &rc);
+    return n ? s_attach(b, n) : rc;
+}
+
 static int s_on_alias(s_builder_t *b, const yaml_event_t *ev)
 {
     const yaml_mark_t *m = &ev->start_mark;
@@ -466,12 +548,12 @@ static int s_on_alias(s_builder_t *b, const yaml_event_t *ev)
     sl_config_t *target = s_anchor_find(b, name);
     if (!target) {
         s_err(b, S_LINE(*m), S_COL(*m), "unknown alias '*%s'", name);
-        return 0;
+        return s_attach_placeholder(b, m);
     }
     if (target->open) {
         s_err(b, S_LINE(*m), S_COL(*m),
               "alias '*%s' refers to a node that contains it", name);
-        return 0;
+        return s_attach_placeholder(b, m);
     }
     b->alias_nodes = s_add_sat(b->alias_nodes, target->weight);
     if (b->alias_nodes > SL_CONFIG_ALIAS_BUDGET) {
@@ -481,9 +563,24 @@ static int s_on_alias(s_builder_t *b, const yaml_event_t *ev)
                   "aliases nested this way are refused",
                   name, SL_CONFIG_ALIAS_BUDGET);
         b->alias_reported = true;
-        return 0;
+        return s_attach_placeholder(b, m);
     }
     s_weigh_parent(b, target);
+    /* An alias used as a map key gets a node of its own, so that a
+     * duplicate key points at where the alias is, not at its anchor in
+     * some other map. Keys are scalars: a cheap copy. */
+    if (b->depth > 0 && b->stack[b->depth - 1].node->type == SL_CONFIG_MAP &&
+        !b->stack[b->depth - 1].key && target->text) {
+        int rc;
+        sl_config_t *key = s_node(b, target->type, m, &rc);
+        if (!key)
+            return rc;
+        if (!(key->text = strdup(target->text)))
+            return -ENOMEM;
+        key->plain = target->plain;
+        key->binary = target->binary;
+        return s_attach(b, key);
+    }
     return s_attach(b, target);
 }
 
@@ -568,7 +665,7 @@ sl_config_doc_t *sl__config_doc_parse(const char *name, const char *basedir,
     if (diag)
         sl__diag_sort(diag, before, name);
     unsigned errors = b->errors;
-    for (size_t i = 0; i < b->n_anchors; i++)
+    for (size_t i = 0; i < b->cap_anchors; i++)
         free(b->anchors[i].name);
     free(b->anchors);
     free(b);
@@ -597,6 +694,9 @@ fail:
     return NULL;
 }
 
+/* The whole file, or NULL with *err: an errno, EISDIR for a directory
+ * (which fopen opens), EFBIG past SL_CONFIG_MAX_FILE (also for a pipe or a
+ * device such as /dev/zero that never ends). */
 static char *s_read_file(const char *path, size_t *len, int *err)
 {
     FILE *f = fopen(path, "rb");
@@ -604,21 +704,34 @@ static char *s_read_file(const char *path, size_t *len, int *err)
         *err = errno;
         return NULL;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        *err = EISDIR;
+        return NULL;
+    }
     size_t cap = 8192, n = 0, got;
     char *buf = malloc(cap);
+    *err = buf ? 0 : ENOMEM;
+    errno = 0; /* what a failed fread leaves is the reason */
     while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
+        if (n > SL_CONFIG_MAX_FILE) {
+            *err = EFBIG;
+            break;
+        }
         if (n < cap)
             continue;
-        char *bigger = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+        char *bigger = realloc(buf, cap * 2);
         if (!bigger) {
-            free(buf);
-            buf = NULL;
+            *err = ENOMEM;
+            break;
         }
         buf = bigger;
         cap *= 2;
     }
-    *err = !buf ? ENOMEM : ferror(f) ? EIO : 0;
+    if (!*err && ferror(f))
+        *err = errno ? errno : EIO;
     fclose(f);
     if (*err) {
         free(buf);
@@ -633,6 +746,11 @@ sl_config_doc_t *sl__config_doc_load(const char *path, sl_diag_t *diag)
     size_t len = 0;
     int err = 0;
     char *text = s_read_file(path, &len, &err);
+    if (!text && err == EFBIG) {
+        s_diag_out(diag, "%s: larger than %u MiB; a config file this large "
+                   "is refused", path, SL_CONFIG_MAX_FILE >> 20);
+        return NULL;
+    }
     if (!text) {
         s_diag_out(diag, "%s: cannot read: %s", path, strerror(err));
         return NULL;

@@ -124,6 +124,69 @@ static char *s_find(const char *name, char *tried, size_t triedlen)
     return found;
 }
 
+/* Edit distance (insert, delete, substitute, swap of neighbours) between
+ * short names, capped: anything past 3 is 3. */
+static unsigned s_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 3;
+    unsigned d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (unsigned)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (unsigned)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] &&
+                a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb] < 3 ? d[la][lb] : 3;
+}
+
+/* The closest plugin name in the search path to a name that was not found
+ * (a typo such as 'generatr'), into out; "" when none is close. */
+static void s_suggest(const char *name, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    const char *env = getenv("SLUICE_PLUGIN_PATH");
+    char *dirs = NULL;
+    if (asprintf(&dirs, "%s%s%s:%s", env ? env : "", env && *env ? ":" : "",
+                 SL_STAGE_BUILD_DIR, SL_STAGE_INSTALL_DIR) < 0)
+        return;
+    /* One edit for short names, two from six letters on. */
+    unsigned best = strlen(name) >= 6 ? 3 : 2;
+    char *save = NULL;
+    for (char *dir = strtok_r(dirs, ":", &save); dir;
+         dir = strtok_r(NULL, ":", &save)) {
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            size_t len = strlen(de->d_name);
+            if (len < 4 || len > 66 || strcmp(de->d_name + len - 3, ".so"))
+                continue;
+            char stem[64];
+            snprintf(stem, sizeof(stem), "%.*s", (int)(len - 3), de->d_name);
+            unsigned dist = s_distance(name, stem);
+            if (dist < best) {
+                best = dist;
+                snprintf(out, outlen, "%s", stem);
+            }
+        }
+        closedir(d);
+    }
+    free(dirs);
+}
+
 static sl_plugin_t *s_open(const char *name, const char *path, char *err,
                            size_t errlen)
 {
@@ -180,10 +243,13 @@ sl_plugin_t *sl__plugin_load(const char *name, char *err, size_t errlen)
         char tried[1024];
         path = s_find(name, tried, sizeof(tried));
         if (!path) {
+            char hint[64];
+            s_suggest(name, hint, sizeof(hint));
             s_err(err, errlen,
                   "unknown plugin '%s': no %s.so in %s (set "
-                  "SLUICE_PLUGIN_PATH to add folders)",
-                  name, name, tried);
+                  "SLUICE_PLUGIN_PATH to add folders)%s%s%s",
+                  name, name, tried, hint[0] ? "; did you mean '" : "", hint,
+                  hint[0] ? "'?" : "");
             goto out;
         }
     }
