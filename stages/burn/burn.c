@@ -128,6 +128,8 @@ static int burn_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
 
     data = sl_record_data(rec, &len);
     rc = sl_emit_raw(ctx, data, len);
+    if (rc == -EBADMSG)
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     if (rc < 0)
         return sl_ctx_error(ctx, "cannot pass the record on: %s",
                             strerror(-rc));

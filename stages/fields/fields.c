@@ -337,7 +337,7 @@ static int set_one(fields_t *f, sl_ctx_t *ctx, msgpack_object *root,
             if (i >= 0)
                 cur->via.map.ptr[i].val = s->value;
             else if (append(f, cur, &p->segs[k], &s->value) < 0)
-                return sl_ctx_error(ctx, "set %s: no room", p->text);
+                return sl_ctx_fail(ctx, "set %s: no room", p->text);
             return 0;
         }
         if (i < 0) {
@@ -348,15 +348,15 @@ static int set_one(fields_t *f, sl_ctx_t *ctx, msgpack_object *root,
                 owned_add(f, empty.via.map.ptr, (uint32_t)f->plan.nsets) < 0)
                 return sl_ctx_error(ctx, "set %s: out of memory", p->text);
             if (append(f, cur, &p->segs[k], &empty) < 0)
-                return sl_ctx_error(ctx, "set %s: no room", p->text);
+                return sl_ctx_fail(ctx, "set %s: no room", p->text);
             i = (long)cur->via.map.size - 1;
         }
         cur = &cur->via.map.ptr[i].val;
         if (cur->type != MSGPACK_OBJECT_MAP) {
             char v[64];
             fields_describe(cur, v, sizeof v);
-            return sl_ctx_error(ctx, "set %s: '%.*s' is %s, not a map", p->text,
-                                (int)p->segs[k].len, p->segs[k].ptr, v);
+            return sl_ctx_fail(ctx, "set %s: '%.*s' is %s, not a map", p->text,
+                               (int)p->segs[k].len, p->segs[k].ptr, v);
         }
     }
     return 0;
@@ -405,14 +405,17 @@ static int fields_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
 {
     fields_t *f = state;
     const msgpack_object *in;
-    if (sl_record_map(rec, &in) < 0)
-        return sl_ctx_error(ctx, "record is not a msgpack map");
+    int rc = sl_record_map(rec, &in);
+    if (rc == -ENOMEM)
+        return sl_ctx_error(ctx, "out of memory decoding the record");
+    if (rc < 0)
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     f->zone = sl_record_zone(rec);
     f->nowned = 0;
     msgpack_object root = *in;
     if (!mut_map(f, &root))
         return sl_ctx_error(ctx, "out of memory");
-    int rc = do_casts(f, ctx, &root);
+    rc = do_casts(f, ctx, &root);
     if (rc == 0)
         rc = do_renames(f, ctx, &root);
     if (rc == 0)

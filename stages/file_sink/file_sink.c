@@ -4,8 +4,9 @@
  * Output goes through a userspace buffer that is written with write(2) when
  * it passes FS_BUF_BYTES, every `flush_every` records if set, at sync()
  * (after each batch when the run keeps source positions), at flush() and at
- * fini, so the cost per record is an encode and a memcpy. One worker at
- * most: a second writer would interleave partial buffers.
+ * fini, so the cost per record is a decode, an encode and a memcpy (raw
+ * msgpack is decoded too, to keep malformed bytes out of the file). One
+ * worker at most: a second writer would interleave partial buffers.
  */
 #include <sluice/json.h>
 #include <sluice/stage.h>
@@ -497,12 +498,19 @@ static int fs_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     size_t lost;
     int rc;
 
+    /* Every format decodes the record first, raw msgpack too: the host
+     * checks only the first byte of what a plugin emits, and bytes that are
+     * not one whole map would corrupt the file for every reader after them.
+     * The decode is bounded by the bytes at hand. */
+    rc = sl_record_map(rec, &map);
+    if (rc == -ENOMEM)
+        return sl_ctx_error(ctx, "out of memory decoding the record");
+    if (rc < 0)
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     if (st->o.format == FS_MSGPACK && !st->o.nfields) {
         size_t len;
         const void *data = sl_record_data(rec, &len);
         rc = s_put(&st->buf, data, len);
-    } else if (sl_record_map(rec, &map) < 0) {
-        return sl_ctx_error(ctx, "record is not a msgpack map");
     } else if (st->o.format == FS_CSV) {
         rc = s_put_csv_row(st, map);
     } else {
@@ -519,6 +527,7 @@ static int fs_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
         }
     }
     if (rc < 0) {
+        /* Only -ENOMEM gets here (the record decoded), which may pass. */
         st->buf.size = mark; /* never leave half a record behind */
         return sl_ctx_error(ctx, "cannot encode the record: %s",
                             strerror(-rc));

@@ -60,6 +60,7 @@ typedef struct call {
     const lua_cfg_t *cfg;
     const sl_config_t *blame; /* init: the node an error is reported at */
     const char *what;         /* init: the step that failed */
+    int in_input; /* process: converting the record for the script */
 } call_t;
 
 /* ---- config ---------------------------------------------------------------- */
@@ -506,7 +507,9 @@ static int s_process_cb(lua_State *L)
     slua_env_t e;
     slua_env_push(L, &e, &s->order);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
+    c->in_input = 1;
     slua_push(L, &e, c->map, 1);
+    c->in_input = 0;
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, (lua_Integer)sl_record_id(c->rec));
     lua_setfield(L, -2, "id");
@@ -568,7 +571,13 @@ static int lua_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     s_disarm(s);
     sl_emit_abort(ctx);
     char buf[96];
-    int rc = sl_ctx_error(ctx, "lua: %s", s_errmsg(L, st, s, buf, sizeof buf));
+    const char *why = s_errmsg(L, st, s, buf, sizeof buf);
+    /* A value the script cannot be given (an integer above 2^63-1, an ext)
+     * is in the record: no retry can change it. A script's own error is
+     * retried, since a script may depend on more than the record. */
+    int rc = call.in_input && st != LUA_ERRMEM
+                 ? sl_ctx_fail(ctx, "lua: %s", why)
+                 : sl_ctx_error(ctx, "lua: %s", why);
     lua_settop(L, 0);
     return rc;
 }

@@ -157,8 +157,11 @@ static int stdout_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     size_t mark = st->out.size;
     int rc;
 
-    if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_error(ctx, "record is not a msgpack map");
+    rc = sl_record_map(rec, &map);
+    if (rc == -ENOMEM)
+        return sl_ctx_error(ctx, "out of memory decoding the record");
+    if (rc < 0)
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     if (st->o.pretty) {
         st->tmp.size = 0;
         rc = sl_json_encode(map, &st->tmp);
@@ -170,6 +173,7 @@ static int stdout_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     if (rc == 0)
         rc = s_put(&st->out, "\n", 1);
     if (rc < 0) {
+        /* Only -ENOMEM gets here (the record decoded), which may pass. */
         st->out.size = mark; /* never leave half a line behind */
         return sl_ctx_error(ctx, "cannot encode the record as JSON: %s",
                             strerror(-rc));

@@ -22,16 +22,41 @@ static void expect_out(const char *yaml, const char *in, const char *want)
     sl_harness_destroy(&h);
 }
 
-/* Runs one record that must fail; checks the message and that nothing
- * was emitted. */
+/* What the harness reported about failed records. */
+typedef struct fail_log {
+    int n;
+    int final; /* of the newest: 1 = dead-lettered without a retry */
+    char msg[512];
+} fail_log_t;
+
+static void on_fail(void *arg, const char *msg, int final, const void *rec,
+                    size_t len)
+{
+    fail_log_t *f = arg;
+    (void)rec;
+    (void)len;
+    f->n++;
+    f->final = final;
+    snprintf(f->msg, sizeof f->msg, "%s", msg);
+}
+
+/* Runs one record that must fail; checks the message, that nothing was
+ * emitted, and that it is dead-lettered at once: every per-record failure
+ * of this stage is in the data, which a retry cannot change. */
 static void expect_fail(const char *yaml, const char *in, const char *msg)
 {
     sl_harness_t *h = sl_test_harness("fields", yaml, NULL);
+    fail_log_t f = {0};
+    sl_harness_on_fail(h, on_fail, &f);
     int rc = sl_harness_push_json(h, in);
     cr_assert_lt(rc, 0, "%s on %s should fail", yaml, in);
     cr_assert_eq(sl_harness_errors(h), 1);
     cr_assert_eq(sl_harness_count(h), 0);
     cr_expect_str_eq(sl_harness_last_error(h), msg);
+    cr_assert_eq(f.n, 1);
+    cr_expect_str_eq(f.msg, msg);
+    cr_expect_eq(f.final, 1, "%s on %s: '%s' would be retried", yaml, in,
+                 msg);
     sl_harness_destroy(&h);
 }
 
@@ -298,6 +323,60 @@ Test(fields_record, a_failed_record_does_not_stop_the_next)
     unsigned char arr[] = {0x91, 0x01}; /* [1] */
     cr_assert_lt(sl_harness_push_msgpack(h, arr, sizeof arr), 0);
     cr_assert_str_eq(sl_harness_last_error(h), "record is not a msgpack map");
+    sl_harness_destroy(&h);
+}
+
+/* Bytes that are not one well-formed map (what a buggy upstream plugin
+ * can emit: the host checks only the first byte) fail on the first
+ * attempt, are never retried, emit nothing, and the stage goes on. */
+Test(fields_record, malformed_bytes_are_dead_lettered_at_once)
+{
+    static const struct {
+        const char *what;
+        const char *bytes;
+        size_t len;
+    } bad[] = {
+        {"array [1]", "\x91\x01", 2},
+        {"map then the unused byte 0xc1", "\x81\xa1k\xc1", 4},
+        {"map of 2 pairs holding 1", "\x82\xa1" "a\x01", 4},
+        {"two maps", "\x81\xa1" "a\x01\x81\xa1" "b\x02", 8},
+        {"map32 header claiming 2^32-1 pairs", "\xdf\xff\xff\xff\xff", 5},
+        {"a lone 0xc1", "\xc1", 1},
+        {"no bytes", "", 0},
+    };
+    sl_harness_t *h = sl_test_harness("fields", "set: {seen: true}", NULL);
+    fail_log_t f = {0};
+    sl_harness_on_fail(h, on_fail, &f);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = sl_harness_push_msgpack(h, bad[i].bytes, bad[i].len);
+        cr_assert_lt(rc, 0, "%s: accepted", bad[i].what);
+        cr_assert_eq(f.n, (int)i + 1, "%s", bad[i].what);
+        cr_expect_str_eq(f.msg, "record is not a msgpack map", "%s",
+                         bad[i].what);
+        cr_expect_eq(f.final, 1, "%s: would be retried", bad[i].what);
+        cr_assert_eq(sl_harness_count(h), 0, "%s: emitted", bad[i].what);
+    }
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":1}"), 0, "goes on");
+    cr_assert_eq(sl_harness_count(h), 1);
+    cr_assert_str_eq(sl_harness_output(h, 0), "{\"a\":1,\"seen\":true}");
+    cr_assert_eq(sl_harness_errors(h), sizeof bad / sizeof bad[0]);
+    sl_harness_destroy(&h);
+}
+
+/* Nesting past limits.max_depth fails for good with the limit as reason. */
+Test(fields_record, record_deeper_than_the_limit_is_dead_lettered_at_once)
+{
+    sl_harness_t *h = sl_test_harness("fields", "set: {seen: true}", NULL);
+    fail_log_t f = {0};
+    sl_harness_on_fail(h, on_fail, &f);
+    sl_harness_set_limits(h, 0, 3);
+    cr_assert_lt(sl_harness_push_json(h, "{\"a\":{\"b\":{\"c\":{}}}}"), 0);
+    cr_assert_eq(f.n, 1);
+    cr_expect_eq(f.final, 1);
+    cr_expect(strstr(f.msg, "record nested deeper than limits.max_depth (3)"),
+              "%s", f.msg);
+    cr_assert_eq(sl_harness_push_json(h, "{\"a\":{\"b\":{}}}"), 0);
+    cr_assert_eq(sl_harness_count(h), 1);
     sl_harness_destroy(&h);
 }
 

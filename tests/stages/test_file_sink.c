@@ -45,6 +45,27 @@ static char *s_write(const char *yaml, const char *const *recs, size_t n,
     return s_read(name, NULL);
 }
 
+/* What the harness reported about failed records. */
+typedef struct fail_log {
+    int n;
+    int final; /* of the newest: 1 = dead-lettered without a retry */
+    char msg[512];
+    char rec[64]; /* the newest failed record's bytes (cut to fit) */
+    size_t rec_len;
+} fail_log_t;
+
+static void s_on_fail(void *arg, const char *msg, int final,
+                      const void *rec, size_t len)
+{
+    fail_log_t *f = arg;
+    f->n++;
+    f->final = final;
+    snprintf(f->msg, sizeof(f->msg), "%s", msg);
+    f->rec_len = len;
+    if (len)
+        memcpy(f->rec, rec, len < sizeof(f->rec) ? len : sizeof(f->rec));
+}
+
 Test(file_sink, jsonl_exact_lines)
 {
     const char *recs[] = {
@@ -285,28 +306,233 @@ Test(file_sink, write_error_fails_the_record)
                                      "path: /dev/full\nflush_every: 1",
                                      NULL, err, sizeof(err));
     cr_assert_not_null(h, "%s", err);
+    fail_log_t f = {0};
+    sl_harness_on_fail(h, s_on_fail, &f);
     cr_assert_lt(sl_harness_push_json(h, "{\"a\":1}"), 0);
     cr_assert_eq(sl_harness_errors(h), 1);
     cr_assert_not_null(strstr(sl_harness_last_error(h),
                               "cannot write '/dev/full': No space left on "
                               "device"),
                        "%s", sl_harness_last_error(h));
+    cr_assert_eq(f.n, 1);
+    cr_assert_eq(f.final, 0, "a full disk may pass: the record is retried");
     sl_harness_destroy(&h);
 }
 
-Test(file_sink, non_map_record_fails)
+Test(file_sink, non_map_record_fails_at_once_in_every_format)
 {
-    sl_harness_t *h = sl_test_harness("file_sink", "path: nm.jsonl",
-                                      sl_test_dir());
+    static const struct {
+        const char *cfg, *file, *want;
+    } cases[] = {
+        {"path: nm.jsonl", "nm.jsonl", "{\"ok\":1}\n"},
+        {"path: nm.csv\nfields: [ok]", "nm.csv", "ok\n1\n"},
+        {"path: nm.mpk\nfields: [ok]", "nm.mpk", "\x81\xa2ok\x01"},
+        {"path: nm2.mpk", "nm2.mpk", "\x81\xa2ok\x01"},
+    };
     const char arr[] = "\x91\x01"; /* [1] */
-    cr_assert_lt(sl_harness_push_msgpack(h, arr, 2), 0);
-    cr_assert_not_null(strstr(sl_harness_last_error(h),
-                              "record is not a msgpack map"));
-    cr_assert_eq(sl_harness_push_json(h, "{\"ok\":1}"), 0, "goes on");
+
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        sl_harness_t *h = sl_test_harness("file_sink", cases[c].cfg,
+                                          sl_test_dir());
+        fail_log_t f = {0};
+        sl_harness_on_fail(h, s_on_fail, &f);
+        cr_assert_lt(sl_harness_push_msgpack(h, arr, 2), 0, "%s",
+                     cases[c].cfg);
+        cr_assert_eq(f.n, 1);
+        cr_assert_str_eq(f.msg, "record is not a msgpack map", "%s",
+                         cases[c].cfg);
+        cr_assert_eq(f.final, 1, "%s: retried", cases[c].cfg);
+        cr_assert_eq(sl_harness_push_json(h, "{\"ok\":1}"), 0, "goes on");
+        cr_assert_eq(sl_harness_errors(h), 1);
+        sl_harness_destroy(&h);
+        size_t len;
+        char *got = s_read(cases[c].file, &len);
+        cr_assert_eq(len, strlen(cases[c].want), "%s: %zu bytes",
+                     cases[c].cfg, len);
+        cr_assert_eq(memcmp(got, cases[c].want, len), 0, "%s: %s",
+                     cases[c].cfg, got);
+        free(got);
+    }
+}
+
+/* Raw msgpack output is the records' own bytes: one that is not exactly
+ * one well-formed map (what a buggy upstream plugin can emit: the host
+ * checks only its first byte) would make every reader of the file stop or
+ * resynchronise there. Each is dead-lettered on its first attempt with its
+ * bytes, and the file holds exactly the good records. */
+Test(file_sink, msgpack_malformed_records_dead_lettered_not_written)
+{
+    static const struct {
+        const char *what;
+        const char *bytes;
+        size_t len;
+    } bad[] = {
+        {"map then the unused byte 0xc1", "\x81\xa1k\xc1", 4},
+        {"map of 2 pairs holding 1", "\x82\xa1" "a\x01", 4},
+        {"two maps", "\x81\xa1" "a\x01\x81\xa1" "b\x02", 8},
+        {"map then a cut string", "\x81\xa1k\xa5" "ab", 6},
+        {"map32 header claiming 2^32-1 pairs", "\xdf\xff\xff\xff\xff", 5},
+        {"array [1]", "\x91\x01", 2},
+        {"a lone 0xc1", "\xc1", 1},
+        {"no bytes", "", 0},
+    };
+    const size_t nbad = sizeof(bad) / sizeof(bad[0]);
+    sl_harness_t *h = sl_test_harness("file_sink", "path: g.mpk",
+                                      sl_test_dir());
+    fail_log_t f = {0};
+    msgpack_sbuffer good;
+
+    msgpack_sbuffer_init(&good);
+    sl_harness_on_fail(h, s_on_fail, &f);
+    for (size_t i = 0; i <= nbad; i++) {
+        msgpack_sbuffer one;
+        msgpack_sbuffer_init(&one);
+        s_pack(&one, (int)i);
+        cr_assert_eq(sl_harness_push_msgpack(h, one.data, one.size), 0,
+                     "good record %zu: %s", i, sl_harness_last_error(h));
+        msgpack_sbuffer_write(&good, one.data, one.size);
+        msgpack_sbuffer_destroy(&one);
+        if (i == nbad)
+            break;
+        cr_assert_lt(sl_harness_push_msgpack(h, bad[i].bytes, bad[i].len), 0,
+                     "%s: accepted", bad[i].what);
+        cr_assert_eq(f.n, (int)i + 1, "%s", bad[i].what);
+        cr_assert_str_eq(f.msg, "record is not a msgpack map", "%s",
+                         bad[i].what);
+        cr_assert_eq(f.final, 1, "%s: would be retried", bad[i].what);
+        cr_assert_eq(f.rec_len, bad[i].len, "%s: record kept", bad[i].what);
+        cr_assert_eq(memcmp(f.rec, bad[i].bytes, bad[i].len), 0, "%s",
+                     bad[i].what);
+    }
+    cr_assert_eq(sl_harness_errors(h), nbad);
+    cr_assert_eq(sl_harness_flush(h), 0);
     sl_harness_destroy(&h);
-    char *text = s_read("nm.jsonl", NULL);
-    cr_assert_str_eq(text, "{\"ok\":1}\n");
-    free(text);
+
+    size_t len;
+    char *got = s_read("g.mpk", &len);
+    cr_assert_eq(len, good.size, "%zu bytes, want %zu", len, good.size);
+    cr_assert_eq(memcmp(got, good.data, len), 0, "g.mpk differs");
+    free(got);
+    msgpack_sbuffer_destroy(&good);
+}
+
+/* Nesting past limits.max_depth fails for good, with the limit as the
+ * reason, and nothing of the record is written. */
+Test(file_sink, msgpack_record_deeper_than_the_limit_not_written)
+{
+    sl_harness_t *h = sl_test_harness("file_sink", "path: d.mpk",
+                                      sl_test_dir());
+    fail_log_t f = {0};
+
+    sl_harness_on_fail(h, s_on_fail, &f);
+    sl_harness_set_limits(h, 0, 3);
+    /* {"a":{"b":{"c":{}}}}: 4 maps deep */
+    cr_assert_lt(sl_harness_push_msgpack(h, "\x81\xa1" "a\x81\xa1" "b\x81"
+                                            "\xa1" "c\x80", 10),
+                 0);
+    cr_assert_eq(f.n, 1);
+    cr_assert_eq(f.final, 1);
+    cr_assert_not_null(strstr(f.msg, "record nested deeper than "
+                                     "limits.max_depth (3)"),
+                       "%s", f.msg);
+    /* {"a":{}} */
+    cr_assert_eq(sl_harness_push_msgpack(h, "\x81\xa1" "a\x80", 4), 0);
+    sl_harness_destroy(&h);
+    size_t len;
+    char *got = s_read("d.mpk", &len);
+    cr_assert_eq(len, 4);
+    cr_assert_eq(memcmp(got, "\x81\xa1" "a\x80", 4), 0);
+    free(got);
+}
+
+/* The same through a real run: a plugin upstream emits bytes that are not
+ * one map; the sink dead-letters each on its first attempt although its
+ * retry policy allows three, and a later run reads every good record back
+ * from the file (none hides behind bad bytes). */
+Test(file_sink, run_dead_letters_malformed_records_without_retry,
+     .timeout = 60)
+{
+    cr_assert_eq(sl_test_write_file(s_path("in.jsonl"),
+                                    "{\"i\":1}\n"
+                                    "{\"i\":2,\"do\":\"bad_byte\"}\n"
+                                    "{\"i\":3,\"do\":\"truncated\"}\n"
+                                    "{\"i\":4,\"do\":\"two_maps\"}\n"
+                                    "{\"i\":5}\n"),
+                 0);
+    /* garbage (a test plugin) emits the bytes named by `do`. */
+    cr_assert_eq(sl_test_write_file(s_path("w.yaml"),
+                                    "stages:\n"
+                                    "  - name: src\n"
+                                    "    plugin: file_source\n"
+                                    "    config: {path: in.jsonl}\n"
+                                    "  - name: gb\n"
+                                    "    plugin: garbage\n"
+                                    "    config: {report: false}\n"
+                                    "  - name: out\n"
+                                    "    plugin: file_sink\n"
+                                    "    config: {path: out.mpk}\n"
+                                    "    retry: {max_attempts: 3, "
+                                    "backoff_ms: 1}\n"
+                                    "    dead_letter: out.dl.jsonl\n"),
+                 0);
+    cr_assert_eq(sl_test_write_file(s_path("r.yaml"),
+                                    "stages:\n"
+                                    "  - name: src\n"
+                                    "    plugin: file_source\n"
+                                    "    config: {path: out.mpk}\n"
+                                    "  - name: out\n"
+                                    "    plugin: file_sink\n"
+                                    "    config: {path: back.jsonl}\n"),
+                 0);
+    char cmd[8192];
+    char *log = NULL;
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && SLUICE_PLUGIN_PATH='%s/tests/plugins' '%s' run "
+             "w.yaml 2>&1",
+             sl_test_dir(), SL_TEST_BINARY_DIR, sl_test_cli());
+    int code = sl_test_run(cmd, &log);
+    cr_assert_eq(code, 0, "exit %d:\n%s", code, log);
+    cr_assert_not_null(strstr(log, "records: 5 read, 2 delivered, 0 "
+                                   "filtered, 3 dead-lettered"),
+                       "%s", log);
+    cr_assert_not_null(strstr(log, "(0 retries)"), "%s", log);
+    free(log);
+
+    /* Each entry: attempts 1, the reason, and the bytes as they came. */
+    static const char *const b64[] = {"gaFrwQ==", "gqFhAQ==",
+                                      "gaFhAYGhYgI="};
+    char *dl = s_read("out.dl.jsonl", NULL);
+    cr_assert_eq(sl_test_count_lines(s_path("out.dl.jsonl")), 3, "%s", dl);
+    for (size_t i = 0; i < 3; i++) {
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "\"error\":\"record is not a msgpack map\","
+                 "\"record_msgpack_b64\":\"%s\"}\n", b64[i]);
+        const char *at = strstr(dl, want);
+        cr_assert_not_null(at, "no entry for %s in:\n%s", b64[i], dl);
+        const char *line = at;
+        while (line > dl && line[-1] != '\n')
+            line--;
+        const char *att = strstr(line, "\"attempts\":");
+        cr_assert(att && att < at, "%s", dl);
+        cr_assert_eq(strncmp(att, "\"attempts\":1,", 13), 0, "%s", dl);
+    }
+    free(dl);
+
+    size_t len;
+    char *got = s_read("out.mpk", &len);
+    cr_assert_eq(len, 8);
+    cr_assert_eq(memcmp(got, "\x81\xa1i\x01\x81\xa1i\x05", 8), 0);
+    free(got);
+
+    snprintf(cmd, sizeof(cmd), "cd '%s' && '%s' run r.yaml 2>&1",
+             sl_test_dir(), sl_test_cli());
+    code = sl_test_run(cmd, &log);
+    cr_assert_eq(code, 0, "exit %d:\n%s", code, log);
+    free(log);
+    char *back = s_read("back.jsonl", NULL);
+    cr_assert_str_eq(back, "{\"i\":1}\n{\"i\":5}\n");
+    free(back);
 }
 
 Test(file_sink, config_errors)
