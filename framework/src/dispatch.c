@@ -2,6 +2,7 @@
 #include "dispatch_int.h"
 #include "endian.h"
 #include "link_remote.h"
+#include "mpscan.h"
 #include "log.h"
 #include "failure.h"
 #include "run.h"
@@ -161,10 +162,10 @@ static int s_enqueue_partitioned(sl_runner_t *r, zmq_msg_t *msg,
     int rc = 0;
     while (rc == 0 && sl__batch_next(&it, &env, &payload, &plen) == 1) {
         msgpack_object obj;
-        size_t off = 0;
         const msgpack_object *key = NULL;
-        if (msgpack_unpack(payload, plen, &off, &zone, &obj) ==
-            MSGPACK_UNPACK_SUCCESS)
+        /* bounded: the bytes are another stage's (or node's) */
+        if (sl__mpscan_decode(payload, plen, r->spec->limits.max_depth,
+                              &zone, &obj) == 0)
             key = sl_map_get(&obj, r->spec->partition_by);
         unsigned w = (unsigned)(s_hash_key(key) % n);
         rc = sl__batch_append(&parts[w], &env, payload, plen);
@@ -385,7 +386,17 @@ static void s_on_input(sl_runner_t *r, uint32_t link, zmq_msg_t *msg)
     }
     case SL_MSG_DATA: {
         uint32_t count;
-        if (sl__batch_validate(zmq_msg_data(msg), zmq_msg_size(msg), &count)) {
+        int bad = sl__batch_validate_max(zmq_msg_data(msg), zmq_msg_size(msg),
+                                         r->spec->limits.max_batch_records,
+                                         &count);
+        if (bad == -EMSGSIZE) {
+            sl__dispatch_fail(r, "input link %u sent a batch of %u records, "
+                              "over limits.max_batch_records (%u)", link,
+                              count, r->spec->limits.max_batch_records);
+            zmq_msg_close(msg);
+            return;
+        }
+        if (bad) {
             sl__dispatch_fail(r, "corrupt batch on input link %u", link);
             zmq_msg_close(msg);
             return;

@@ -93,9 +93,14 @@ static void s_on_seq(sl_runner_t *r, uint32_t link, const sl_msg_t *m,
     sl_rrx_t *x = &r->rrx[link];
     size_t up = r->spec->inputs[link];
     uint32_t count;
-    if (sl__batch_validate(zmq_msg_data(batch), zmq_msg_size(batch),
-                           &count) != 0) {
-        sl__dispatch_fail(r, "corrupt batch from '%s' on node '%s'",
+    int bad = sl__batch_validate_max(zmq_msg_data(batch), zmq_msg_size(batch),
+                                     r->spec->limits.max_batch_records,
+                                     &count);
+    if (bad) {
+        sl__dispatch_fail(r, bad == -EMSGSIZE
+                                 ? "'%s' on node '%s' sent a batch over "
+                                   "limits.max_batch_records"
+                                 : "corrupt batch from '%s' on node '%s'",
                           s_stage(r, up), s_node(r, up));
         zmq_msg_close(batch);
         return;

@@ -173,6 +173,10 @@ static int s_bind_remote(sl_run_t *run, sl_runner_t *r, char *err,
     /* a producer that reconnects (a new connection with its routing id,
      * while the old one may not look dead yet here) takes its link over */
     zmq_setsockopt(r->in_sock, ZMQ_ROUTER_HANDOVER, &(int){1}, sizeof(int));
+    /* a peer that sends a message larger than any batch the stage takes
+     * is cut off before the message is buffered whole */
+    int64_t max_msg = (int64_t)sl__limits_max_message(&r->spec->limits);
+    zmq_setsockopt(r->in_sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof(max_msg));
     s_tcp_options(run->topo, r->in_sock);
     r->in_mon = s_monitor(run, r->in_sock, "in", r->index, 0,
                           ZMQ_EVENT_DISCONNECTED);

@@ -129,8 +129,10 @@ SL_API uint8_t sl_record_priority(const sl_record_t *rec);
 /* The record's msgpack bytes; valid until the handler returns. */
 SL_API const void *sl_record_data(const sl_record_t *rec, size_t *len);
 /* Decodes the record (once) and points *map at it. Fails with -EBADMSG if
- * the bytes are not exactly one msgpack map. The object and everything it
- * points to live until the handler returns. */
+ * the bytes are not exactly one msgpack map, or nest deeper than the
+ * stage's limits.max_depth (the bytes are checked against what their
+ * headers claim before anything is allocated); -ENOMEM. The object and
+ * everything it points to live until the handler returns. */
 SL_API int sl_record_map(sl_record_t *rec, const msgpack_object **map);
 /* A zone that lives until the handler returns, for building modified
  * copies of the record (new kv arrays, strings). Never NULL. */
@@ -148,7 +150,14 @@ SL_API const msgpack_object *sl_map_getn(const msgpack_object *map,
 
 /* Emits a copy of map (which must be a MAP). In a transform, the first
  * record emitted for an input keeps the input's id, timestamp and priority;
- * later ones get fresh ids. In a source, each gets a fresh id and now(). */
+ * later ones get fresh ids. In a source, each gets a fresh id and now().
+ *
+ * Every emit is held to the stage's `limits:` (docs/topology.md): a record
+ * over limits.max_record_bytes or nested deeper than limits.max_depth is
+ * not emitted. In a transform the call returns -EMSGSIZE or -ELOOP and
+ * the input record is dead-lettered with the reason, whatever the handler
+ * returns; in a source it returns 0 and the record is dead-lettered as an
+ * input error, so the source goes on. */
 SL_API int sl_emit_object(sl_ctx_t *ctx, const msgpack_object *map);
 /* Emits already-encoded msgpack bytes (one map), copied. Only the map
  * header byte is checked (-EBADMSG otherwise); the rest is trusted. */
