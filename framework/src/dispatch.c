@@ -64,7 +64,7 @@ static int s_send_credit(sl_runner_t *r, size_t link, uint32_t n)
 {
     unsigned char msg[SL_MSG_CREDIT_SIZE];
     /* over tcp a credit names its connection (link_remote.h) */
-    sl__msg_credit_conn(msg, n, r->rrx && r->in_remote[link]
+    sl__msg_credit_conn(msg, n, r->in_remote && r->in_remote[link]
                                     ? r->rrx[link].conn : 0);
     if (zmq_send(r->in_sock, r->in_ident[link], 5, ZMQ_SNDMORE) < 0 ||
         zmq_send(r->in_sock, msg, sizeof(msg), 0) < 0) {
@@ -408,6 +408,8 @@ static void s_on_input(sl_runner_t *r, uint32_t link, zmq_msg_t *msg)
             return;
         }
         sl__dispatch_take(r, link, msg, count);
+        if (r->in_acked && r->in_acked[link])
+            sl__remote_local_batch(r, link);
         return;
     }
     case SL_MSG_MARK:
@@ -466,7 +468,10 @@ static void s_drain_input(sl_runner_t *r)
     }
 }
 
-static void s_drain_credit(sl_runner_t *r, void *sock, sl_credit_tx_t *tx)
+/* acks: the consumer acknowledges this link's batches (s_ack_chain in
+ * run.c), or NULL. */
+static void s_drain_credit(sl_runner_t *r, void *sock, sl_credit_tx_t *tx,
+                           sl_rtx_t *acks)
 {
     for (;;) {
         unsigned char buf[64];
@@ -474,6 +479,11 @@ static void s_drain_credit(sl_runner_t *r, void *sock, sl_credit_tx_t *tx)
         if (n < 0)
             return;
         sl_msg_t m;
+        if (n <= (int)sizeof(buf) && acks &&
+            sl__msg_parse(buf, (size_t)n, &m) == 0 && m.type == SL_MSG_ACK) {
+            sl__rtx_ack(acks, m.seq);
+            continue;
+        }
         if (n > (int)sizeof(buf) || sl__msg_parse(buf, (size_t)n, &m) != 0 ||
             m.type != SL_MSG_CREDIT) {
             sl__dispatch_fail(r, "malformed message from a downstream link");
@@ -545,6 +555,8 @@ static int s_send_batch(sl_runner_t *r, size_t o, zmq_msg_t *m,
 {
     if (r->out_remote && r->out_remote[o])
         return sl__remote_send(r, o, m, count);
+    if (r->out_acked && r->out_acked[o])
+        r->rtx[o].next_seq++; /* the consumer counts them the same way */
     if (zmq_msg_send(m, r->out_socks[o], ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(m);
         sl__dispatch_fail(r, "cannot send to '%s': %s",
@@ -1307,10 +1319,12 @@ void *sl__dispatcher_main(void *arg)
             if (r->out_remote && r->out_remote[o])
                 sl__remote_drain_out(r, o);
             else
-                s_drain_credit(r, r->out_socks[o], &r->tx[o]);
+                s_drain_credit(r, r->out_socks[o], &r->tx[o],
+                               r->out_acked && r->out_acked[o] ? &r->rtx[o]
+                                                               : NULL);
         }
         if (r->dl_sock && (items[out0 + r->n_out].revents & ZMQ_POLLIN))
-            s_drain_credit(r, r->dl_sock, &r->dl_tx);
+            s_drain_credit(r, r->dl_sock, &r->dl_tx, NULL);
         if (atomic_load_explicit(&run->spilling, RELAXED))
             s_spill_waiting(r);
         else

@@ -23,6 +23,10 @@ int sl__dispatch_push_mark(sl_runner_t *r, const sl_mark_t *mk);
 /* A message from an input link of another node (the routing frame read):
  * handles it and any frame that belongs to it. */
 void sl__remote_input(sl_runner_t *r, uint32_t link, zmq_msg_t *body);
+/* A batch arrived on a link inside the node that carries
+ * acknowledgements (run.c, s_ack_chain): numbered and marked like one
+ * from another node. */
+void sl__remote_local_batch(sl_runner_t *r, uint32_t link);
 /* Acknowledges what is safe downstream (after markers became ready). */
 void sl__remote_acks(sl_runner_t *r);
 /* Credit, WELCOME and ACK from the consumer of output o. */

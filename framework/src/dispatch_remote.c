@@ -66,6 +66,13 @@ static void s_ack_mark(sl_runner_t *r, uint32_t link, uint64_t seq)
     x->unmarked = sl__dispatch_push_mark(r, &mk) == 0 ? 0 : seq;
 }
 
+void sl__remote_local_batch(sl_runner_t *r, uint32_t link)
+{
+    sl_rrx_t *x = &r->rrx[link];
+    x->last_seq++;
+    s_ack_mark(r, link, x->last_seq);
+}
+
 static void s_on_sync(sl_runner_t *r, uint32_t link, const sl_msg_t *m)
 {
     sl_rrx_t *x = &r->rrx[link];
@@ -193,7 +200,7 @@ void sl__remote_mark_done(sl_runner_t *r, const sl_mark_t *mk)
     sl_rrx_t *x = &r->rrx[mk->link];
     if (x->session != mk->session)
         return; /* of a sender process that has gone */
-    if (!r->rtx) {
+    if (!r->out_acked || !r->n_out) { /* a sink: handled is safe */
         if (mk->epoch > x->ack_ready)
             x->ack_ready = mk->epoch;
         return;
@@ -222,7 +229,7 @@ void sl__remote_mark_done(sl_runner_t *r, const sl_mark_t *mk)
     row[1] = mk->session;
     row[2] = mk->epoch;
     for (size_t o = 0; o < r->n_out; o++)
-        row[3 + o] = r->out_remote[o] ? r->rtx[o].next_seq - 1 : 0;
+        row[3 + o] = r->out_acked[o] ? r->rtx[o].next_seq - 1 : 0;
     r->ackw_n++;
 }
 
@@ -230,14 +237,14 @@ void sl__remote_acks(sl_runner_t *r)
 {
     size_t n_links = r->spec->n_inputs;
     for (size_t l = 0; l < n_links; l++)
-        if (r->in_remote[l] && r->rrx[l].unmarked)
+        if (r->in_acked[l] && r->rrx[l].unmarked)
             s_ack_mark(r, (uint32_t)l, r->rrx[l].unmarked);
     size_t stride = 3 + r->n_out;
     while (r->ackw_n) {
         const uint64_t *row = r->ackw + r->ackw_head * stride;
         size_t o = 0;
         while (o < r->n_out &&
-               (!r->out_remote[o] || r->rtx[o].acked >= row[3 + o]))
+               (!r->out_acked[o] || r->rtx[o].acked >= row[3 + o]))
             o++;
         if (o < r->n_out)
             break;
@@ -249,7 +256,7 @@ void sl__remote_acks(sl_runner_t *r)
     }
     for (size_t l = 0; l < n_links; l++) {
         sl_rrx_t *x = &r->rrx[l];
-        if (!r->in_remote[l] || !x->synced || x->ack_ready <= x->ack_sent)
+        if (!r->in_acked[l] || !x->synced || x->ack_ready <= x->ack_sent)
             continue;
         unsigned char ack[SL_MSG_ACK_SIZE];
         sl__msg_ack(ack, x->session, x->ack_ready);

@@ -433,6 +433,67 @@ static int s_connect_outputs(sl_run_t *run, size_t i, char *err, size_t errlen)
     return 0;
 }
 
+/* A stage acknowledges a batch from another node once what it became is
+ * safe. Inside the node that means: at a sink, or acknowledged by the
+ * next stage, which in turn waits for its own outputs. So acknowledgements
+ * run down every local link from a stage with input from another node
+ * (its "zone"), and a node killed while a later stage of it held records
+ * gets them again from the node before. */
+static int s_ack_chain(sl_run_t *run, char *err, size_t errlen)
+{
+    size_t n = run->n_runners;
+    if (run->node < 0 || !n)
+        return 0;
+    uint8_t *zone = calloc(n, 1);
+    if (!zone)
+        goto nomem;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 0; i < n; i++) {
+            const sl_topo_stage_t *s = run->runners[i].spec;
+            if (run->runners[i].remote || zone[i])
+                continue;
+            for (size_t l = 0; l < s->n_inputs && !zone[i]; l++)
+                if (s_elsewhere(run, s->inputs[l]) || zone[s->inputs[l]])
+                    zone[i] = changed = 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        sl_runner_t *r = &run->runners[i];
+        if (!zone[i])
+            continue;
+        size_t n_in = r->spec->n_inputs;
+        r->in_acked = calloc(n_in, 1);
+        if (!r->rrx)
+            r->rrx = calloc(n_in, sizeof(*r->rrx));
+        r->out_acked = calloc(r->n_out ? r->n_out : 1, 1);
+        if (!r->rtx)
+            r->rtx = calloc(r->n_out ? r->n_out : 1, sizeof(*r->rtx));
+        if (!r->in_acked || !r->rrx || !r->out_acked || !r->rtx)
+            goto nomem;
+        for (size_t l = 0; l < n_in; l++) {
+            size_t up = r->spec->inputs[l];
+            r->in_acked[l] = s_elsewhere(run, up) || zone[up];
+            if (r->in_acked[l] && !s_elsewhere(run, up)) {
+                /* inside the process: always "connected", same session */
+                r->rrx[l].synced = 1;
+                r->rrx[l].session = run->session;
+            }
+        }
+        for (size_t o = 0; o < r->n_out; o++) {
+            r->out_acked[o] = 1; /* a local consumer is in the zone too */
+            if (!r->out_remote || !r->out_remote[o])
+                sl__rtx_init(&r->rtx[o], 1); /* only counts batches */
+        }
+    }
+    free(zone);
+    return 0;
+nomem:
+    free(zone);
+    s_err(err, errlen, "out of memory");
+    return -ENOMEM;
+}
+
 /* This node's key pair and the ZAP handler, before any socket: the
  * handler must run before a CURVE server socket exists. */
 static int s_node_security(sl_run_t *run, char *err, size_t errlen)
@@ -551,6 +612,8 @@ sl_run_t *sl__run_new_node(const sl_topology_t *topo, long node, char *err,
     for (size_t i = 0; i < topo->n_stages; i++)
         if (s_connect_outputs(run, i, err, errlen) != 0)
             goto fail;
+    if (s_ack_chain(run, err, errlen) != 0)
+        goto fail;
     return run;
 fail:
     sl__run_destroy(&run);
@@ -684,6 +747,8 @@ static void s_runner_fini(sl_runner_t *r)
     free(r->rtx);
     free(r->rrx);
     free(r->in_remote);
+    free(r->in_acked);
+    free(r->out_acked);
     free(r->ackw);
     if (r->in_mon)
         zmq_close(r->in_mon);
@@ -792,7 +857,7 @@ int sl__run_link_remote(sl_run_t *run, size_t stage, size_t link,
         return 0;
     size_t up = c->spec->inputs[link];
     sl_runner_t *p = &run->runners[up];
-    if (c->rrx && c->in_remote[link]) { /* this node consumes */
+    if (c->in_remote && c->in_remote[link]) { /* this node consumes */
         out->dups = atomic_load(&c->rrx[link].dups);
         uint64_t sessions = atomic_load(&c->rrx[link].sessions);
         out->peer_restarts = sessions ? sessions - 1 : 0;

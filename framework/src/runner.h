@@ -162,6 +162,13 @@ struct sl_runner {
     struct sl_rtx *rtx;
     struct sl_rrx *rrx;
     uint8_t *in_remote;
+    /* Acknowledgements go on down the links inside the node from a stage
+     * with input from another node (run.c, s_ack_chain): per input, this
+     * stage acknowledges it (from another node, or from a stage that
+     * acknowledges its own inputs); per output, the consumer acknowledges
+     * it. NULL outside such chains. */
+    uint8_t *in_acked;
+    uint8_t *out_acked;
     void *in_mon;
     /* Acknowledgements ready here but waiting for the outputs' own
      * (link_remote.h), a FIFO of (link, session, seq, then one seq per

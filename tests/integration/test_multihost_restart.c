@@ -2,9 +2,10 @@
  * Nodes that fail while a run across hosts goes on (network namespaces A,
  * B and C: a generator on A, a fields transform on B, a file sink on C):
  *
- * - node B killed with SIGKILL mid-run and started again: every record
- *   reaches C; those B had passed on but not had acknowledged come again
- *   (at-least-once), and the nodes count what they sent again;
+ * - node B (two stages) killed with SIGKILL mid-run and started again:
+ *   every record reaches C, those B held in either stage included; those
+ *   it had passed on but not had acknowledged come again (at-least-once),
+ *   and the nodes count what they sent again;
  * - node B frozen (SIGSTOP): its peers notice within peer_timeout, by
  *   heartbeats alone, and once it runs again nothing is lost and nothing
  *   arrives twice (the same process keeps its place in each link);
@@ -64,6 +65,21 @@ static const char s_file_sink[] =
     "    plugin: file_sink\n"
     "    host: C\n"
     "    from: shape\n"
+    "    config: {path: out.jsonl, flush_every: 100}\n";
+
+/* Two stages on B, the second slower than the rate, so that its queue is
+ * full when B dies: what `shape` had passed to `tag` must come again from
+ * A too. */
+static const char s_tag_then_sink[] =
+    "  - name: tag\n"
+    "    plugin: delay\n"
+    "    host: B\n"
+    "    from: shape\n"
+    "    config: {ms: 0.1}\n"
+    "  - name: sink\n"
+    "    plugin: file_sink\n"
+    "    host: C\n"
+    "    from: tag\n"
     "    config: {path: out.jsonl, flush_every: 100}\n";
 
 static void s_setup(void)
@@ -150,7 +166,7 @@ Test(restart, kill9_of_the_middle_node_loses_nothing)
 {
     s_setup();
     const unsigned n = 60000;
-    s_topology(n, 15000, 0, "2s", s_file_sink);
+    s_topology(n, 15000, 0, "2s", s_tag_then_sink);
     pid_t pc = sl_nodes_start(2, "spread.yaml", "C", "C.log", "5s");
     pid_t pb = sl_nodes_start(1, "spread.yaml", "B", "B.log", "5s");
     pid_t pa = sl_nodes_start(0, "spread.yaml", "A", "A.log", "5s");
@@ -169,7 +185,7 @@ Test(restart, kill9_of_the_middle_node_loses_nothing)
     sl_nodes_expect_in_log("A.log", "(the node restarted): sending ");
     sl_nodes_expect_in_log("A.log", "  connection lost 1 time\n"
                                     "  node 'B' restarted 1 time\n");
-    sl_nodes_expect_in_log("C.log", "'shape' on node 'B' restarted: taking "
+    sl_nodes_expect_in_log("C.log", "'tag' on node 'B' restarted: taking "
                                     "what it sends again");
     sl_nodes_expect_in_log("C.log", "  node 'B' restarted 1 time\n");
     /* the duplicates are records B had passed on before it died: all of
