@@ -8,6 +8,8 @@
 #include "cli.h"
 #include "ctx.h"
 #include "diag.h"
+#include "log.h"
+#include "mpscan.h"
 #include "timefmt.h"
 #include "topology.h"
 #include "trace.h"
@@ -37,10 +39,10 @@ typedef struct s_rec {
 static int s_event_time(s_rec_t *r, const char *data, size_t len, int64_t *ns)
 {
     msgpack_object obj;
-    size_t pos = 0;
     msgpack_zone_clear(&r->zone);
-    if (msgpack_unpack(data, len, &pos, &r->zone, &obj) !=
-            MSGPACK_UNPACK_SUCCESS ||
+    /* sl_emit_raw checks only the first byte of what the source emitted:
+     * a header must not make us allocate what the bytes do not hold. */
+    if (sl__mpscan_decode(data, len, SL_MP_MAX_DEPTH, &r->zone, &obj) != 0 ||
         obj.type != MSGPACK_OBJECT_MAP)
         return -1;
     const msgpack_object *v = sl_map_get(&obj, r->o->time_field);
@@ -189,10 +191,16 @@ static int s_pull_loop(s_rec_t *r, const sl_stage_desc_t *d, void *state,
         int wrc = s_drain(r, ctx);
         if (wrc)
             return wrc;
-        if (rc < 0) {
+        /* An undefined positive code fails it too: read as 0 (nothing
+         * now), the source would be pulled for ever. */
+        if (rc != 0 && rc != SL_EOF) {
+            char code[SL_RC_TEXT_MAX];
             fprintf(stderr, "sluice record: stage '%s' failed: %s\n",
-                    r->o->stage, strerror(-rc));
-            return rc;
+                    r->o->stage,
+                    rc < 0 && ctx->has_err
+                        ? ctx->err
+                        : sl__rc_text(rc, "pull", code, sizeof(code)));
+            return rc < 0 ? rc : -EPROTO;
         }
         if (rc == SL_EOF) {
             if (d->flush) {
@@ -253,10 +261,11 @@ int sl__record_source(const sl_rec_opts_t *o, sl_rec_result_t *res)
     int rc = d->init(&ctx, st->config, &state);
     sl__config_doc_set_diag(topo->doc, NULL, NULL);
     if (rc) {
+        char text[SL_RC_TEXT_MAX];
         if (diag.count)
             sl__diag_print(&diag, stderr);
         fprintf(stderr, "sluice record: stage '%s' could not start: %s\n",
-                st->name, strerror(-rc));
+                st->name, sl__rc_text(rc, "init", text, sizeof(text)));
         goto out;
     }
     state_ready = 1;

@@ -1,6 +1,7 @@
 #include "harness.h"
 #include "config.h"
 #include "ctx.h"
+#include "log.h"
 #include "mpscan.h"
 #include "plugin.h"
 
@@ -206,7 +207,9 @@ static sl_harness_t *s_new(const char *name, const char *config_yaml,
     if (rc != 0) {
         if (h->diag.count)
             goto fail_diag;
-        snprintf(err, errlen, "%s: init failed: %s", name, strerror(-rc));
+        char code[SL_RC_TEXT_MAX];
+        snprintf(err, errlen, "%s: init failed: %s", name,
+                 sl__rc_text(rc, "init", code, sizeof(code)));
         goto fail;
     }
     h->state_ready = 1;
@@ -275,9 +278,11 @@ int sl_harness_push_msgpack(sl_harness_t *h, const void *data, size_t len)
     sl__ctx_begin_record(&h->ctx, &rec, &env, data, len);
     int rc = sl__ctx_limit_rc(&h->ctx, d->process(h->state, &h->ctx, &rec));
     if (rc < 0) {
+        char code[SL_RC_TEXT_MAX];
         h->errors++;
         snprintf(h->last_error, sizeof(h->last_error), "%s",
-                 h->ctx.has_err ? h->ctx.err : strerror(-rc));
+                 h->ctx.has_err ? h->ctx.err
+                                : sl__rc_text(rc, NULL, code, sizeof(code)));
         if (h->on_fail)
             h->on_fail(h->on_fail_arg, h->last_error, h->ctx.err_final,
                        data, len);
@@ -322,10 +327,14 @@ int sl_harness_pull_all(sl_harness_t *h, size_t budget, size_t max_calls)
             return crc;
         if (rc == SL_EOF)
             return 0;
-        if (rc < 0) {
+        /* as in a run: an undefined positive code fails the source */
+        if (rc != 0) {
+            char code[SL_RC_TEXT_MAX];
             snprintf(h->last_error, sizeof(h->last_error), "%s",
-                     h->ctx.has_err ? h->ctx.err : strerror(-rc));
-            return rc;
+                     rc < 0 && h->ctx.has_err
+                         ? h->ctx.err
+                         : sl__rc_text(rc, "pull", code, sizeof(code)));
+            return rc < 0 ? rc : -EPROTO;
         }
     }
     return -ETIMEDOUT;

@@ -132,3 +132,18 @@ void sl_log(const sl_ctx_t *ctx, sl_log_level_t level, const char *fmt, ...)
              fmt, ap);
     va_end(ap);
 }
+
+const char *sl__rc_text(int rc, const char *call, char *buf, size_t len)
+{
+    /* strerrordesc_np, unlike strerror, is thread-safe and says NULL for
+     * a code it does not know (not "Unknown error 200"). */
+    const char *text = rc < 0 && rc >= -4095 ? strerrordesc_np(-rc) : NULL;
+    if (text)
+        return text;
+    if (rc > 0 && call)
+        snprintf(buf, len, "%s returned %d, not 0%s or a negative errno code",
+                 call, rc, strcmp(call, "pull") == 0 ? ", SL_EOF (1)" : "");
+    else
+        snprintf(buf, len, "unknown error code %d", rc);
+    return buf;
+}

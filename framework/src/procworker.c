@@ -276,6 +276,7 @@ static int s_setup(s_child_t *c, unsigned worker)
         goto out;
     }
     c->ctx_ready = 1;
+    c->ctx.limits = c->stage->limits;
     c->ctx.no_emit = c->desc->kind == SL_STAGE_SINK;
     c->ctx.on_full = s_on_full;
     c->ctx.on_full_arg = c;
@@ -287,9 +288,10 @@ static int s_setup(s_child_t *c, unsigned worker)
     rc = c->desc->init(&c->ctx, c->stage->config, &c->state);
     sl__config_doc_set_diag(c->topo->doc, NULL, NULL);
     if (rc) {
-        char why[512];
+        char why[512], code[SL_RC_TEXT_MAX];
         snprintf(why, sizeof(why), "%s",
-                 diag.count ? diag.lines[0] : strerror(-rc));
+                 diag.count ? diag.lines[0]
+                            : sl__rc_text(rc, "init", code, sizeof(code)));
         s_send_fail(c, why);
         sl__diag_fini(&diag);
         goto out;
@@ -447,7 +449,8 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch,
         if (c->timeouts && c->stage->n_uses)
             atomic_store_explicit(&c->hb->since_ns, 0, memory_order_relaxed);
         sl__ctx_begin_record(&c->ctx, &rec, &env, p, len);
-        int rc = s_call_process(c, &rec);
+        /* a positive code counts as success, as in a thread lane */
+        int rc = sl__ctx_limit_rc(&c->ctx, s_call_process(c, &rec));
         /* a failed record's output must not go on: its retry stands for it */
         if (rc < 0 && sl__ctx_drop_record_output(&c->ctx) < 0)
             sl__log(SL_LOG_WARN, c->stage->name, (int)c->ctx.worker,
@@ -456,9 +459,11 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch,
                     (unsigned long long)env.id);
         uint32_t emitted = c->ctx.emitted;
         if (rc < 0) {
-            char why[sizeof(c->ctx.err)];
+            char why[sizeof(c->ctx.err)], code[SL_RC_TEXT_MAX];
             snprintf(why, sizeof(why), "%s",
-                     c->ctx.has_err ? c->ctx.err : strerror(-rc));
+                     c->ctx.has_err ? c->ctx.err
+                                    : sl__rc_text(rc, NULL, code,
+                                                  sizeof(code)));
             s_record_failed(c, &m, &env, p, len, why,
                             first ? sl__get_u64(first + 8 * index) : 0);
         }
@@ -478,9 +483,12 @@ static int s_handle_item(s_child_t *c, uint64_t seq, zmq_msg_t *batch,
     if (c->sync_on) {
         int src = c->desc->sync(c->state, &c->ctx);
         if (src < 0) {
+            char code[SL_RC_TEXT_MAX];
             sl__log(SL_LOG_ERROR, c->stage->name, (int)c->ctx.worker,
                     "sync failed: %s; positions are not committed past it",
-                    c->ctx.has_err ? c->ctx.err : strerror(-src));
+                    c->ctx.has_err ? c->ctx.err
+                                   : sl__rc_text(src, NULL, code,
+                                                 sizeof(code)));
             m.flags |= PPW_DONE_SYNC_FAILED;
         }
     }
@@ -516,10 +524,13 @@ static int s_loop(s_child_t *c)
                 sl__ctx_end_call(&c->ctx);
                 out.emitted = c->ctx.emitted;
                 if (frc < 0) {
+                    char code[SL_RC_TEXT_MAX];
                     out.errors = 1;
                     sl__log(SL_LOG_ERROR, c->stage->name, (int)c->ctx.worker,
                             "flush failed: %s",
-                            c->ctx.has_err ? c->ctx.err : strerror(-frc));
+                            c->ctx.has_err
+                                ? c->ctx.err
+                                : sl__rc_text(frc, NULL, code, sizeof(code)));
                 }
             }
             rc = s_send_counts(c, PPW_FLUSHED, &out);

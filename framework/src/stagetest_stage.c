@@ -6,6 +6,7 @@
  * again) and what it emitted is dropped, as a run drops it.
  */
 #include "stagetest_int.h"
+#include "log.h"
 
 #include "harness.h"
 #include "plugin.h"
@@ -87,10 +88,11 @@ static int s_pull(const sl_stest_case_t *c, sl_harness_t *h, sl_diag_t *r)
         if (rc == 0)
             return 0;
         if (rc != -ETIMEDOUT) {
+            char why[SL_RC_TEXT_MAX];
             sl__stest_fail(r, "the source failed: %s",
                            sl_harness_last_error(h)[0]
                                ? sl_harness_last_error(h)
-                               : strerror(-rc));
+                               : sl__rc_text(rc, "pull", why, sizeof(why)));
             return rc;
         }
         size_t n = sl_harness_count(h);
@@ -185,8 +187,11 @@ void sl__stest_run_stage(const sl_stest_case_t *c, sl_config_doc_t *doc,
     int kind = sl__stest_plugin_kind(c->plugin);
     int rc = kind == SL_STAGE_SOURCE ? s_pull(c, h, r)
                                      : s_push(c, h, &dropped, &cap, r);
-    if (rc == 0 && (rc = sl_harness_flush(h)) < 0)
-        sl__stest_fail(r, "flush failed: %s", strerror(-rc));
+    if (rc == 0 && (rc = sl_harness_flush(h)) < 0) {
+        char why[SL_RC_TEXT_MAX];
+        sl__stest_fail(r, "flush failed: %s",
+                       sl__rc_text(rc, "flush", why, sizeof(why)));
+    }
     for (size_t i = 0; i < sl_harness_count(h); i++) {
         if (i < cap && dropped[i])
             continue;

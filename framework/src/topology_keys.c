@@ -7,6 +7,7 @@
 #include "topology_parse.h"
 
 #include "cpu.h"
+#include "log.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -561,9 +562,11 @@ static void s_stage_plugin(sl_topo_parse_t *p, size_t i, const sl_config_t *st)
     sl__config_doc_set_diag(doc, p->diag, in->label);
     int rc = d->validate(s->config);
     sl__config_doc_set_diag(doc, NULL, NULL);
+    char code[SL_RC_TEXT_MAX];
     if (rc != 0 && p->diag->count == before)
         sl__topo_err(p, s->config, "%s: plugin '%s' rejected its config (%s)",
-                     in->label, d->name, strerror(rc < 0 ? -rc : rc));
+                     in->label, d->name,
+                     sl__rc_text(rc, "validate", code, sizeof(code)));
 }
 
 static void s_stage_numbers(sl_topo_parse_t *p, size_t i,

@@ -235,9 +235,10 @@ static void s_record_failed(sl_worker_t *w, const sl_envelope_t *env,
                             const char *payload, size_t len, int rc,
                             uint64_t first_ns)
 {
-    char why[sizeof(w->ctx.err)];
+    char why[sizeof(w->ctx.err)], code[SL_RC_TEXT_MAX];
     snprintf(why, sizeof(why), "%s",
-             w->ctx.has_err ? w->ctx.err : strerror(rc < 0 ? -rc : EINVAL));
+             w->ctx.has_err ? w->ctx.err
+                            : sl__rc_text(rc, NULL, code, sizeof(code)));
     sl__worker_record_failed(w, env, payload, len, why, first_ns);
 }
 
@@ -348,6 +349,8 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
                 continue;
             }
             sl__ctx_begin_record(&w->ctx, &rec, &env, payload, plen);
+            /* Read by its sign: a positive code, which the ABI does not
+             * define, counts as success (docs/reliability.md). */
             int rc = sl__ctx_limit_rc(&w->ctx, s_call_process(w, &rec));
             if (rc < 0)
                 s_drop_failed_output(w, &env);
@@ -393,9 +396,12 @@ static void s_handle_item(sl_worker_t *w, sl_work_t *item)
     if (d->sync && r->run->positions_on) {
         int src = d->sync(w->state, &w->ctx);
         if (src < 0) {
+            char code[SL_RC_TEXT_MAX];
             sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
                     "sync failed: %s; positions are not committed past it",
-                    w->ctx.has_err ? w->ctx.err : strerror(-src));
+                    w->ctx.has_err ? w->ctx.err
+                                   : sl__rc_text(src, NULL, code,
+                                                 sizeof(code)));
             atomic_store(&r->failed, 1);
             atomic_store(&r->run->no_commit, 1);
         }
@@ -433,10 +439,14 @@ static void s_flush(sl_worker_t *w, int retiring)
         sl__ctx_begin_flush(&w->ctx);
         int rc = d->flush(w->state, &w->ctx);
         sl__ctx_end_call(&w->ctx);
+        /* A positive code counts as success, as from process(). */
         if (rc < 0) {
+            char code[SL_RC_TEXT_MAX];
             sl__log(SL_LOG_ERROR, w->ctx.stage, (int)w->index,
                     "flush failed: %s",
-                    w->ctx.has_err ? w->ctx.err : strerror(-rc));
+                    w->ctx.has_err ? w->ctx.err
+                                   : sl__rc_text(rc, NULL, code,
+                                                 sizeof(code)));
             atomic_store(&w->runner->failed, 1);
         }
         atomic_fetch_add_explicit(&w->stats.emitted, w->ctx.emitted, RELAXED);
@@ -599,11 +609,17 @@ static void *s_source_main(void *arg)
         if (emitted)
             s_post_output(w, 0, emitted, 0, 0);
         s_maybe_mark(w, rc == SL_EOF);
-        if (rc == SL_EOF || rc < 0) {
-            if (rc < 0) {
+        /* Any code but 0 and SL_EOF fails the source: read as 0 (nothing
+         * now), an undefined positive one would have it pulled again at
+         * once, for ever. */
+        if (rc != 0) {
+            if (rc != SL_EOF) {
+                char code[SL_RC_TEXT_MAX];
                 sl__log(SL_LOG_ERROR, r->spec->name, (int)w->index,
                         "source failed: %s",
-                        w->ctx.has_err ? w->ctx.err : strerror(-rc));
+                        rc < 0 && w->ctx.has_err
+                            ? w->ctx.err
+                            : sl__rc_text(rc, "pull", code, sizeof(code)));
                 atomic_store(&r->failed, 1);
             }
             s_flush(w, 0);
@@ -663,11 +679,16 @@ int sl__worker_init_one(sl_runner_t *r, unsigned i, char *err, size_t errlen)
     rc = r->desc->init(&w->ctx, s->config, &w->state);
     sl__config_doc_set_diag(r->run->topo->doc, NULL, NULL);
     if (rc) {
+        char code[SL_RC_TEXT_MAX];
         if (diag.count)
             snprintf(err, errlen, "%s", diag.lines[0]);
         else
             snprintf(err, errlen, "stage '%s': %s init failed: %s", s->name,
-                     s->plugin_name, strerror(-rc));
+                     s->plugin_name, sl__rc_text(rc, "init", code,
+                                                 sizeof(code)));
+        /* Callers get 0 or a negative errno, whatever the plugin said. */
+        if (rc > 0 || rc < -4095)
+            rc = -EINVAL;
     } else {
         w->state_ready = 1;
     }

@@ -170,8 +170,18 @@ static int zk_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     if (!st->sock)
         return sl_ctx_error(ctx, "%s: the socket is closed (after the end "
                             "of the stream)", st->o.conn.endpoint);
+    /* msgpack goes out as it came, so it is decoded first all the same:
+     * the host checks only the first byte of what a plugin emits, and
+     * bytes that are not one whole map would reach the peer as garbage
+     * (in a batch, spoiling the records after them). The decode is
+     * bounded by the bytes at hand and by limits.max_depth. */
+    const msgpack_object *map;
+    rc = sl_record_map(rec, &map);
+    if (rc == -ENOMEM)
+        return sl_ctx_error(ctx, "out of memory decoding the record");
+    if (rc < 0)
+        return sl_ctx_fail(ctx, "record is not a msgpack map");
     if (st->o.format == ZSNK_MSGPACK) {
-        /* Records are maps the host checked: sent as they are. */
         const void *data = sl_record_data(rec, &len);
         if (st->o.batch == 1) {
             rc = s_send(st, ctx, data, len, 1);
@@ -180,9 +190,6 @@ static int zk_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
         if (msgpack_sbuffer_write(&st->buf, data, len) != 0)
             return sl_ctx_error(ctx, "out of memory for the batch");
     } else {
-        const msgpack_object *map;
-        if (sl_record_map(rec, &map) < 0)
-            return sl_ctx_fail(ctx, "record is not a msgpack map");
         if (sl_json_encode(map, &st->buf) < 0 ||
             msgpack_sbuffer_write(&st->buf, "\n", 1) != 0) {
             st->buf.size = mark;

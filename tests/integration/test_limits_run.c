@@ -11,7 +11,9 @@
  * The input: 40 small records that pass, 5 of 5011 bytes and 5 nested 7
  * deep (refused as `read` emits them: input errors), 10 of 3011 bytes
  * whose output from `shape` is 3017 bytes, and 5 nested 4 deep that
- * `shape` refuses to decode (both: `shape`'s input dead-lettered). */
+ * `shape` refuses to decode (both: `shape`'s input dead-lettered). The
+ * same run with `shape` in a thread lane and in a process lane (whose
+ * worker processes apply the limits themselves). */
 #include <criterion/criterion.h>
 
 #include "testutil.h"
@@ -24,6 +26,7 @@
 TestSuite(limits_run, .init = sl_test_tmpdir_setup,
           .fini = sl_test_tmpdir_teardown);
 
+/* The topology; its %s is the lane of shape. */
 static const char s_topology[] =
     "limits: {max_record_bytes: 4096, max_depth: 6}\n"
     "defaults:\n"
@@ -35,6 +38,7 @@ static const char s_topology[] =
     "  - name: shape\n"
     "    plugin: fields\n"
     "    config: {set: {tag: x}}\n"
+    "    lane: %s\n"
     "    limits: {max_record_bytes: 2048, max_depth: 3}\n"
     "  - name: write\n"
     "    plugin: file_sink\n"
@@ -127,11 +131,13 @@ static void s_source_row(const char *log, const char *stage, uint64_t *read,
     cr_assert_eq(n, 5, "cannot read the row of '%s':\n%s", stage, log);
 }
 
-Test(limits_run, over_the_limits_is_dead_lettered_and_the_rest_arrives)
+static void s_run_limits(const char *lane)
 {
     s_write_input();
     char *topo = s_path("limits.yaml");
-    cr_assert_eq(sl_test_write_file(topo, s_topology), 0);
+    char text[sizeof(s_topology) + 16];
+    snprintf(text, sizeof(text), s_topology, lane);
+    cr_assert_eq(sl_test_write_file(topo, text), 0);
     char *cmd = NULL, *log = NULL;
     cr_assert_gt(asprintf(&cmd, "cd '%s' && '%s' run limits.yaml 2>&1",
                           sl_test_dir(), sl_test_cli()), 0);
@@ -185,6 +191,16 @@ Test(limits_run, over_the_limits_is_dead_lettered_and_the_rest_arrives)
     free(log);
     free(cmd);
     free(topo);
+}
+
+Test(limits_run, over_the_limits_is_dead_lettered_and_the_rest_arrives)
+{
+    s_run_limits("thread");
+}
+
+Test(limits_run, a_process_lane_applies_the_limits_too, .timeout = 60)
+{
+    s_run_limits("process");
 }
 
 /* `sluice check` reports a bad limit with its position, and runs nothing. */

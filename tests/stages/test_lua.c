@@ -356,9 +356,20 @@ static void s_nested(msgpack_sbuffer *sb, int levels)
     msgpack_pack_int64(&pk, 1);
 }
 
-/* The host's msgpack reader stops at 32 levels, so deeper input never
- * reaches the stage; a script can build deeper output, and over 64
- * levels (or a cycle) fails the record. */
+static void s_count_final(void *arg, const char *msg, int final,
+                          const void *record, size_t len)
+{
+    (void)msg;
+    (void)record;
+    (void)len;
+    *(int *)arg += final != 0;
+}
+
+/* The host's msgpack reader stops at limits.max_depth (at most 32
+ * levels), so deeper input never reaches the stage, and output is held to
+ * the same limit when it is emitted: a deeper result fails its record for
+ * good with the host's reason. Past 64 levels (or with a cycle) the
+ * stage's own conversion gives up before the host sees anything. */
 Test(lua_limits, deep_nesting)
 {
     sl_harness_t *h = s_code(
@@ -369,6 +380,8 @@ Test(lua_limits, deep_nesting)
         "  return r\n"
         "end\n",
         NULL);
+    int finals = 0;
+    sl_harness_on_fail(h, s_count_final, &finals);
     msgpack_sbuffer in;
     s_nested(&in, 32);
     cr_assert_eq(sl_harness_push_msgpack(h, in.data, in.size), 0, "%s",
@@ -379,11 +392,16 @@ Test(lua_limits, deep_nesting)
     cr_expect(len == in.size && !memcmp(out, in.data, len));
     msgpack_sbuffer_destroy(&in);
 
-    cr_assert_eq(sl_harness_push_json(h, "{\"n\":64}"), 0, "%s",
+    cr_assert_eq(sl_harness_push_json(h, "{\"n\":32}"), 0, "%s",
                  sl_harness_last_error(h));
     cr_assert_eq(sl_harness_count(h), 2);
     out = sl_harness_output_msgpack(h, 1, &len);
-    cr_expect_eq(len, 63 * 3 + 4); /* 63 x {"a": ...} around {"v":1} */
+    cr_expect_eq(len, 31 * 3 + 4); /* 31 x {"a": ...} around {"v":1} */
+    const char *too_deep = "stage 'lua': output record nested deeper than "
+                           "limits.max_depth (32)";
+    sl_test_push_fails(h, "{\"n\":33}", too_deep);
+    sl_test_push_fails(h, "{\"n\":64}", too_deep);
+    cr_expect_eq(finals, 2, "over the limit: no retry");
     sl_test_push_fails(h, "{\"n\":65}",
                        "lua: value nested deeper than 64 levels");
     sl_test_push_fails(h, "{\"cycle\":1}",

@@ -7,7 +7,7 @@
  * succeeding once a peer is there (exactly once), a flush that cannot
  * deliver failing, PUB refusing rather than dropping for a slow
  * subscriber, batches sent when full, on sync and on flush; mangled
- * msgpack never getting through; config errors. */
+ * msgpack never getting through, either way; config errors. */
 #include <criterion/criterion.h>
 
 #include "harness.h"
@@ -785,6 +785,67 @@ Test(zmq_sink, sync_and_flush_fail_while_a_partial_batch_cannot_go)
     s_expect_msg(pull, "\x81\xa1" "a\x03", 4);
     s_expect_silence(pull);
     sl_harness_destroy(&h);
+}
+
+static void s_count_final(void *arg, const char *msg, int final,
+                          const void *record, size_t len)
+{
+    (void)msg;
+    (void)record;
+    (void)len;
+    *(int *)arg += final != 0;
+}
+
+/* Bytes that start like a map but are not one whole map (the host checks
+ * only the first byte of what a stage emits) and a record nested past
+ * limits.max_depth: failed for good, never sent, alone or in a batch,
+ * while the records around them go as they are. */
+Test(zmq_sink, malformed_msgpack_is_failed_for_good_not_sent)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } bad[] = {
+        {"\x81\xa1k\xc1", 4},                     /* a byte never used */
+        {"\x82\xa1" "a\x01", 4},                   /* 2 pairs said, 1 there */
+        {"\x81\xa1" "a\x01\x81\xa1" "b\x02", 8}, /* two maps as one */
+        {"\xdf\xff\xff\xff\xff", 5},              /* 2^32-1 pairs said */
+    };
+    void *pull = s_socket(ZMQ_PULL, s_ep("out.sock"), 1, 0);
+    for (int batch = 1; batch <= 2; batch++) {
+        sl_harness_t *h = s_sink("endpoint: %s\nbatch: %d", s_ep("out.sock"),
+                                 batch);
+        int finals = 0;
+        sl_harness_on_fail(h, s_count_final, &finals);
+        s_push(h, "{\"i\":1}");
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            cr_assert_eq(sl_harness_push_msgpack(h, bad[i].bytes, bad[i].len),
+                         -EINVAL, "batch %d, bad record %zu", batch, i);
+            cr_assert_str_eq(sl_harness_last_error(h),
+                             "record is not a msgpack map");
+        }
+        msgpack_sbuffer deep;
+        msgpack_sbuffer_init(&deep);
+        s_deep(&deep, 33);
+        cr_assert_eq(sl_harness_push_msgpack(h, deep.data, deep.size),
+                     -EMSGSIZE);
+        cr_assert_str_eq(sl_harness_last_error(h),
+                         "stage 'zmq_sink': record nested deeper than "
+                         "limits.max_depth (32)");
+        msgpack_sbuffer_destroy(&deep);
+        s_push(h, "{\"i\":2}");
+        cr_assert_eq(sl_harness_errors(h), 5);
+        cr_assert_eq(finals, 5, "each one final: dead-lettered, no retry");
+        if (batch == 1) {
+            s_expect_msg(pull, "\x81\xa1i\x01", 4);
+            s_expect_msg(pull, "\x81\xa1i\x02", 4);
+        } else {
+            s_expect_msg(pull, "\x81\xa1i\x01\x81\xa1i\x02", 8);
+        }
+        cr_assert_eq(sl_harness_flush(h), 0);
+        s_expect_silence(pull);
+        sl_harness_destroy(&h);
+    }
 }
 
 /* Queued for a peer that never came: the flush closes the socket, the
