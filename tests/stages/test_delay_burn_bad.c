@@ -10,23 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef struct fail_log {
-    int n;
-    int final; /* of the newest: 1 = dead-lettered without a retry */
-    char msg[512];
-} fail_log_t;
-
-static void s_on_fail(void *arg, const char *msg, int final,
-                      const void *rec, size_t len)
-{
-    fail_log_t *f = arg;
-    (void)rec;
-    (void)len;
-    f->n++;
-    f->final = final;
-    snprintf(f->msg, sizeof(f->msg), "%s", msg);
-}
-
 static void s_non_map_fails_at_once(const char *plugin, const char *yaml)
 {
     static const struct {
@@ -41,9 +24,9 @@ static void s_non_map_fails_at_once(const char *plugin, const char *yaml)
     };
     const size_t nbad = sizeof(bad) / sizeof(bad[0]);
     sl_harness_t *h = sl_test_harness(plugin, yaml, NULL);
-    fail_log_t f = {0};
+    sl_test_fail_log_t f = {0};
 
-    sl_harness_on_fail(h, s_on_fail, &f);
+    sl_harness_on_fail(h, sl_test_on_fail, &f);
     for (size_t i = 0; i < nbad; i++) {
         cr_assert_lt(sl_harness_push_msgpack(h, bad[i].bytes, bad[i].len), 0,
                      "%s: %s accepted", plugin, bad[i].what);

@@ -23,22 +23,6 @@ static void expect_out(const char *yaml, const char *in, const char *want)
 }
 
 /* What the harness reported about failed records. */
-typedef struct fail_log {
-    int n;
-    int final; /* of the newest: 1 = dead-lettered without a retry */
-    char msg[512];
-} fail_log_t;
-
-static void on_fail(void *arg, const char *msg, int final, const void *rec,
-                    size_t len)
-{
-    fail_log_t *f = arg;
-    (void)rec;
-    (void)len;
-    f->n++;
-    f->final = final;
-    snprintf(f->msg, sizeof f->msg, "%s", msg);
-}
 
 /* Runs one record that must fail; checks the message, that nothing was
  * emitted, and that it is dead-lettered at once: every per-record failure
@@ -46,8 +30,8 @@ static void on_fail(void *arg, const char *msg, int final, const void *rec,
 static void expect_fail(const char *yaml, const char *in, const char *msg)
 {
     sl_harness_t *h = sl_test_harness("fields", yaml, NULL);
-    fail_log_t f = {0};
-    sl_harness_on_fail(h, on_fail, &f);
+    sl_test_fail_log_t f = {0};
+    sl_harness_on_fail(h, sl_test_on_fail, &f);
     int rc = sl_harness_push_json(h, in);
     cr_assert_lt(rc, 0, "%s on %s should fail", yaml, in);
     cr_assert_eq(sl_harness_errors(h), 1);
@@ -345,8 +329,8 @@ Test(fields_record, malformed_bytes_are_dead_lettered_at_once)
         {"no bytes", "", 0},
     };
     sl_harness_t *h = sl_test_harness("fields", "set: {seen: true}", NULL);
-    fail_log_t f = {0};
-    sl_harness_on_fail(h, on_fail, &f);
+    sl_test_fail_log_t f = {0};
+    sl_harness_on_fail(h, sl_test_on_fail, &f);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = sl_harness_push_msgpack(h, bad[i].bytes, bad[i].len);
         cr_assert_lt(rc, 0, "%s: accepted", bad[i].what);
@@ -367,8 +351,8 @@ Test(fields_record, malformed_bytes_are_dead_lettered_at_once)
 Test(fields_record, record_deeper_than_the_limit_is_dead_lettered_at_once)
 {
     sl_harness_t *h = sl_test_harness("fields", "set: {seen: true}", NULL);
-    fail_log_t f = {0};
-    sl_harness_on_fail(h, on_fail, &f);
+    sl_test_fail_log_t f = {0};
+    sl_harness_on_fail(h, sl_test_on_fail, &f);
     sl_harness_set_limits(h, 0, 3);
     cr_assert_lt(sl_harness_push_json(h, "{\"a\":{\"b\":{\"c\":{}}}}"), 0);
     cr_assert_eq(f.n, 1);

@@ -45,27 +45,6 @@ static char *s_write(const char *yaml, const char *const *recs, size_t n,
     return s_read(name, NULL);
 }
 
-/* What the harness reported about failed records. */
-typedef struct fail_log {
-    int n;
-    int final; /* of the newest: 1 = dead-lettered without a retry */
-    char msg[512];
-    char rec[64]; /* the newest failed record's bytes (cut to fit) */
-    size_t rec_len;
-} fail_log_t;
-
-static void s_on_fail(void *arg, const char *msg, int final,
-                      const void *rec, size_t len)
-{
-    fail_log_t *f = arg;
-    f->n++;
-    f->final = final;
-    snprintf(f->msg, sizeof(f->msg), "%s", msg);
-    f->rec_len = len;
-    if (len)
-        memcpy(f->rec, rec, len < sizeof(f->rec) ? len : sizeof(f->rec));
-}
-
 Test(file_sink, jsonl_exact_lines)
 {
     const char *recs[] = {
@@ -306,8 +285,8 @@ Test(file_sink, write_error_fails_the_record)
                                      "path: /dev/full\nflush_every: 1",
                                      NULL, err, sizeof(err));
     cr_assert_not_null(h, "%s", err);
-    fail_log_t f = {0};
-    sl_harness_on_fail(h, s_on_fail, &f);
+    sl_test_fail_log_t f = {0};
+    sl_harness_on_fail(h, sl_test_on_fail, &f);
     cr_assert_lt(sl_harness_push_json(h, "{\"a\":1}"), 0);
     cr_assert_eq(sl_harness_errors(h), 1);
     cr_assert_not_null(strstr(sl_harness_last_error(h),
@@ -334,8 +313,8 @@ Test(file_sink, non_map_record_fails_at_once_in_every_format)
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         sl_harness_t *h = sl_test_harness("file_sink", cases[c].cfg,
                                           sl_test_dir());
-        fail_log_t f = {0};
-        sl_harness_on_fail(h, s_on_fail, &f);
+        sl_test_fail_log_t f = {0};
+        sl_harness_on_fail(h, sl_test_on_fail, &f);
         cr_assert_lt(sl_harness_push_msgpack(h, arr, 2), 0, "%s",
                      cases[c].cfg);
         cr_assert_eq(f.n, 1);
@@ -379,11 +358,11 @@ Test(file_sink, msgpack_malformed_records_dead_lettered_not_written)
     const size_t nbad = sizeof(bad) / sizeof(bad[0]);
     sl_harness_t *h = sl_test_harness("file_sink", "path: g.mpk",
                                       sl_test_dir());
-    fail_log_t f = {0};
+    sl_test_fail_log_t f = {0};
     msgpack_sbuffer good;
 
     msgpack_sbuffer_init(&good);
-    sl_harness_on_fail(h, s_on_fail, &f);
+    sl_harness_on_fail(h, sl_test_on_fail, &f);
     for (size_t i = 0; i <= nbad; i++) {
         msgpack_sbuffer one;
         msgpack_sbuffer_init(&one);
@@ -422,9 +401,9 @@ Test(file_sink, msgpack_record_deeper_than_the_limit_not_written)
 {
     sl_harness_t *h = sl_test_harness("file_sink", "path: d.mpk",
                                       sl_test_dir());
-    fail_log_t f = {0};
+    sl_test_fail_log_t f = {0};
 
-    sl_harness_on_fail(h, s_on_fail, &f);
+    sl_harness_on_fail(h, sl_test_on_fail, &f);
     sl_harness_set_limits(h, 0, 3);
     /* {"a":{"b":{"c":{}}}}: 4 maps deep */
     cr_assert_lt(sl_harness_push_msgpack(h, "\x81\xa1" "a\x81\xa1" "b\x81"

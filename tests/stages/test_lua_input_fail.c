@@ -11,23 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef struct fail_log {
-    int n;
-    int final; /* of the newest: 1 = dead-lettered without a retry */
-    char msg[512];
-} fail_log_t;
-
-static void s_on_fail(void *arg, const char *msg, int final,
-                      const void *rec, size_t len)
-{
-    fail_log_t *f = arg;
-    (void)rec;
-    (void)len;
-    f->n++;
-    f->final = final;
-    snprintf(f->msg, sizeof(f->msg), "%s", msg);
-}
-
 Test(lua_failures, unconvertible_input_is_dead_lettered_at_once)
 {
     sl_harness_t *h = sl_test_harness(
@@ -38,11 +21,11 @@ Test(lua_failures, unconvertible_input_is_dead_lettered_at_once)
         "    return r\n"
         "  end\n",
         NULL);
-    fail_log_t f = {0};
+    sl_test_fail_log_t f = {0};
     msgpack_sbuffer sb;
     msgpack_packer pk;
 
-    sl_harness_on_fail(h, s_on_fail, &f);
+    sl_harness_on_fail(h, sl_test_on_fail, &f);
     cr_assert_lt(sl_harness_push_json(h, "{\"u\":18446744073709551615}"), 0);
     cr_assert_eq(f.n, 1);
     cr_assert_str_eq(f.msg, "lua: integer 18446744073709551615 is above the "

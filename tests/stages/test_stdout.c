@@ -17,23 +17,6 @@
 TestSuite(stdout_bad, .init = sl_test_tmpdir_setup,
           .fini = sl_test_tmpdir_teardown);
 
-typedef struct fail_log {
-    int n;
-    int final; /* of the newest: 1 = dead-lettered without a retry */
-    char msg[512];
-} fail_log_t;
-
-static void s_on_fail(void *arg, const char *msg, int final,
-                      const void *rec, size_t len)
-{
-    fail_log_t *f = arg;
-    (void)rec;
-    (void)len;
-    f->n++;
-    f->final = final;
-    snprintf(f->msg, sizeof(f->msg), "%s", msg);
-}
-
 static const char *s_capture_stdout(void)
 {
     static char path[4096];
@@ -68,8 +51,8 @@ Test(stdout_bad, malformed_records_are_dead_lettered_at_once)
     for (int pretty = 0; pretty < 2; pretty++) {
         sl_harness_t *h = sl_test_harness(
             "stdout", pretty ? "pretty: true" : "", NULL);
-        fail_log_t f = {0};
-        sl_harness_on_fail(h, s_on_fail, &f);
+        sl_test_fail_log_t f = {0};
+        sl_harness_on_fail(h, sl_test_on_fail, &f);
         for (size_t i = 0; i < nbad; i++) {
             cr_assert_lt(sl_harness_push_msgpack(h, bad[i].bytes,
                                                  bad[i].len),
@@ -99,11 +82,11 @@ Test(stdout_bad, write_error_is_retried)
     close(fd);
 
     sl_harness_t *h = sl_test_harness("stdout", "", NULL);
-    fail_log_t f = {0};
+    sl_test_fail_log_t f = {0};
     char rec[128];
     int rc = 0;
 
-    sl_harness_on_fail(h, s_on_fail, &f);
+    sl_harness_on_fail(h, sl_test_on_fail, &f);
     /* Lines are buffered (64 KiB): push until the buffer is written. */
     for (int i = 0; i < 10000 && rc == 0; i++) {
         snprintf(rec, sizeof(rec),

@@ -518,3 +518,15 @@ void sl_test_summary_row(const char *log, const char *stage,
     cr_assert_eq(n, 5, "cannot read the summary row of '%s':\n%s", stage,
                  log);
 }
+
+void sl_test_on_fail(void *arg, const char *msg, int final, const void *rec,
+                     size_t len)
+{
+    sl_test_fail_log_t *f = arg;
+    f->n++;
+    f->final = final;
+    snprintf(f->msg, sizeof(f->msg), "%s", msg);
+    f->rec_len = len;
+    if (len)
+        memcpy(f->rec, rec, len < sizeof(f->rec) ? len : sizeof(f->rec));
+}

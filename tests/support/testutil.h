@@ -158,4 +158,18 @@ void sl_test_read_sums(const char *path, sl_test_sums_t *out);
 void sl_test_expect_ids(const sl_test_sums_t *got,
                         const sl_test_sums_t *want);
 
+/* Failures a single-stage harness reports (pass sl_test_on_fail and a
+ * zeroed log to sl_harness_on_fail): how many, and the newest one's
+ * message, whether it was final (dead-lettered without a retry) and its
+ * record's first bytes. */
+typedef struct sl_test_fail_log {
+    int n;
+    int final;
+    char msg[512];
+    char rec[64];
+    size_t rec_len;
+} sl_test_fail_log_t;
+void sl_test_on_fail(void *arg, const char *msg, int final, const void *rec,
+                     size_t len);
+
 #endif
