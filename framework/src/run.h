@@ -85,7 +85,9 @@ struct sl_run {
     int spill_failed;
     atomic_uint_fast64_t spilled;    /* records written to the spill file */
     atomic_uint_fast64_t spill_lost; /* records that could not be */
-    uint64_t t_start;
+    /* when the run started; the metrics endpoint's thread serves (and
+     * reads it) from before then */
+    _Atomic uint64_t t_start;
     _Atomic uint64_t t_end; /* when the last dispatcher finished */
     atomic_size_t n_finished;
     unsigned long id;

@@ -280,9 +280,11 @@ int sl__taps_add(sl_taps_t *taps, const char *link, const char *endpoint,
     taps->next_id++;
     taps->tap[slot] = t;
     s_account(taps, t, 1);
-    pthread_mutex_unlock(&taps->mu);
+    /* Once in the table, t belongs to it: a remove or the end of the run
+     * may free it as soon as the lock is released. */
     *id = t->id;
-    sl__log(SL_LOG_INFO, NULL, -1, "tap %u on %s to %s", t->id, link,
+    pthread_mutex_unlock(&taps->mu);
+    sl__log(SL_LOG_INFO, NULL, -1, "tap %u on %s to %s", *id, link,
             endpoint);
     return 0;
 fail:
