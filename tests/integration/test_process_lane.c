@@ -356,10 +356,12 @@ typedef struct killer {
     sl_run_t *run;
     size_t stage;
     uint64_t stop_at; /* stop once the stage has handled this many */
+    uint64_t total;   /* records the stage gets in all */
     double deadline;  /* or at this time, whatever happens */
     atomic_int stop;
     unsigned seed;
     unsigned kills;   /* kill(2) calls that found the process */
+    unsigned late;    /* of them, kills after the last record came in */
     unsigned misses;
     unsigned rounds;
     double first_kill, last_kill;
@@ -408,6 +410,12 @@ static void *killer_main(void *arg)
             pid_t victim = w[rand_r(&k->seed) % (unsigned)n].pid;
             if (kill(victim, SIGKILL) == 0) {
                 k->kills++;
+                /* On a loaded machine the stage may have taken its last
+                 * record since the check above: the end of its stream
+                 * may then retire the victim instead of replacing it. */
+                sl__run_stats(k->run, k->stage, &st);
+                if (st.in >= k->total || st.finished)
+                    k->late++;
                 if (!k->first_kill)
                     k->first_kill = now_s();
                 k->last_kill = now_s();
@@ -458,6 +466,7 @@ Test(process_lane, chaos_kill_workers_loses_nothing, .timeout = 240)
     cr_assert_not_null(run, "sl__run_new: %s", err);
 
     killer_t k = {.run = run, .stage = mb, .stop_at = CHAOS_N / 10 * 9,
+                  .total = CHAOS_N,
                   .seed = (unsigned)time(NULL) ^ (unsigned)getpid()};
     unsigned seed = k.seed;
     double t0 = now_s();
@@ -473,18 +482,19 @@ Test(process_lane, chaos_kill_workers_loses_nothing, .timeout = 240)
     sl_stage_stats_t st, sk;
     sl__run_stats(run, mb, &st);
     sl__run_stats(run, sink, &sk);
-    cr_log_info("chaos (seed %u): %u records in %.2f s (%.0f/s); %u kills in "
-                "%u rounds over %.2f s (%u missed), %" PRIu64 " restarts, "
-                "%" PRIu64 " records handled twice",
-                seed, CHAOS_N, took, CHAOS_N / took, k.kills, k.rounds,
+    cr_log_info("chaos (seed %u): %u records in %.2f s (%.0f/s); %u kills "
+                "(%u late) in %u rounds over %.2f s (%u missed), %" PRIu64
+                " restarts, %" PRIu64 " records handled twice",
+                seed, CHAOS_N, took, CHAOS_N / took, k.kills, k.late, k.rounds,
                 k.kills ? k.last_kill - k.first_kill : 0.0, k.misses,
                 st.restarts, st.redelivered);
     cr_assert_eq(rc, 0, "the run did not end cleanly");
     assert_ledger(run);
-    cr_assert_gt(k.kills, 0, "the killer found no worker to kill");
-    cr_assert_geq(st.restarts, k.kills,
-                  "%u workers killed, %" PRIu64 " restarts", k.kills,
-                  st.restarts);
+    cr_assert_gt(k.kills, k.late, "the killer found no worker to kill "
+                 "while records came in");
+    cr_assert_geq(st.restarts, k.kills - k.late,
+                  "%u workers killed (%u after the last record came in), %"
+                  PRIu64 " restarts", k.kills, k.late, st.restarts);
     cr_assert_eq(st.errors, 0, "%" PRIu64 " records given up", st.errors);
     cr_assert_eq(st.in, CHAOS_N);
     cr_assert_eq(st.out, sk.in, "the transform counted %" PRIu64

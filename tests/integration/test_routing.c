@@ -229,7 +229,7 @@ static uint64_t probe_max(const char *path)
     return c[1];
 }
 
-#define LIMIT_N 3000u
+#define LIMIT_N 1500u
 #define LIMIT_SLEEP_US 2000u
 
 /* Two stages of four workers each share db: 3. Never more than 3 calls
@@ -463,7 +463,7 @@ Test(routing, dead_letters_go_to_a_stage, .timeout = 60)
  * faster than the dead-letter path) and nothing is lost. */
 Test(routing, slow_dead_letter_stage_gets_everything, .timeout = 60)
 {
-    const unsigned n = 2000, every = 2;
+    const unsigned n = 1000, every = 2;
     char *in = write_input(n, every);
     char *errs = path_in("errors.jsonl");
     char *yaml = fmt("defaults: {batch: 32}\n"
@@ -677,7 +677,7 @@ Test(routing, when_full_dead_letter_keeps_the_fast_branch_moving,
 
 /* The default: the broadcast waits for the slow branch, so the fast one
  * cannot finish before the slow one has taken (nearly) everything. */
-#define BLOCK_N 1500u
+#define BLOCK_N 750u
 
 Test(routing, when_full_block_holds_the_fast_branch_back, .timeout = 60)
 {

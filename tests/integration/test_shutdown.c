@@ -583,13 +583,19 @@ static int s_term_round(uint64_t *rng, int round, const char *lane)
     return spilled > 0;
 }
 
+/* Rounds per lane: two tight and two loose, so that both endings come up
+ * on every run (round 0 always spills, the loose ones drain), and one
+ * loose round adds a random delay to the moment. More rounds would only
+ * repeat these; the seed varies the moments from run to run. */
+#define TERM_ROUNDS 4
+
 static void s_term_rounds(const char *lane)
 {
     uint64_t rng = s_seed();
     cr_log_info("%s lane: seed %" PRIu64, lane, rng);
     s_write_input("in.jsonl", TERM_N, 1);
     int spilled = 0, drained = 0;
-    for (int round = 0; round < 10; round++) {
+    for (int round = 0; round < TERM_ROUNDS; round++) {
         if (s_term_round(&rng, round, lane))
             spilled++;
         else
@@ -615,7 +621,11 @@ Test(shutdown, sigterm_at_random_moments_process_lane, .timeout = 150)
 
 /* ---- 2. SIGKILL at random moments, then resume -------------------------- */
 
-#define KILL_N 300000L
+/* Kills land after 500 to KILL_N / 3 sink lines, with the rest of the
+ * input still to go: what is checked (every id at least once, only a cut
+ * line damaged) does not depend on the input's size, and a kill costs a
+ * re-run of what was not committed whatever the size. */
+#define KILL_N 100000L
 
 static void s_resume_topology(const char *lane)
 {
@@ -659,6 +669,7 @@ Test(shutdown, sigkill_at_random_moments_then_resume, .timeout = 170)
     uint64_t rng = s_seed();
     cr_log_info("seed %" PRIu64, rng);
     s_write_input("in.jsonl", KILL_N, 0);
+    int kills_by_lane[2] = {0, 0};
     for (int cycle = 0; cycle < 4; cycle++) {
         const char *lane = cycle % 2 ? "process" : "thread";
         char what[128];
@@ -694,6 +705,7 @@ Test(shutdown, sigkill_at_random_moments_then_resume, .timeout = 170)
             s_expect_no_workers(pid, 5);
             killed++;
         }
+        kills_by_lane[cycle % 2] += killed;
         snprintf(what, sizeof(what), "cycle %d (%s lane, %d kills)", cycle,
                  lane, killed);
         json_t *r = s_resume_to_end(what);
@@ -728,6 +740,11 @@ Test(shutdown, sigkill_at_random_moments_then_resume, .timeout = 170)
         cr_assert_eq(s_size("out.jsonl"), size, "%s", what);
         json_decref(r);
     }
+    /* Each lane was killed at least once (a run that ends before its kill
+     * would otherwise pass without testing anything). */
+    cr_assert_gt(kills_by_lane[0], 0, "no run of the thread lane was killed");
+    cr_assert_gt(kills_by_lane[1], 0, "no run of the process lane was "
+                 "killed");
 }
 
 /* ---- 3. SIGTERM with spilling, then resume ------------------------------ */
@@ -1013,7 +1030,12 @@ Test(shutdown, dead_letter_replay_completes_the_output, .timeout = 60)
 /* Records that take 20 ms each, handed to workers in batches of up to 256
  * (the source's batch): a worker that has just started a batch would
  * need seconds for all of it. Past the grace period, only the record in
- * hand may be finished; the rest of the batch is in flight and spills. */
+ * hand may be finished; the rest of the batch is in flight and spills.
+ *
+ * With slow_ms: 10 every 20 ms record is logged as slow when it is done,
+ * so the first such line means a worker has finished the first record of
+ * its first batch and holds the rest (seconds of work): the signal goes
+ * then, instead of after a whole batch has gone through (5 s). */
 static void s_slow_stage_round(const char *lane)
 {
     char topo[1024];
@@ -1030,6 +1052,7 @@ static void s_slow_stage_round(const char *lane)
              "    workers: 2\n"
              "    lane: %s\n"
              "    queue: 1024\n"
+             "    slow_ms: 10\n"
              "  - name: out\n"
              "    plugin: file_sink\n"
              "    config: {path: out.jsonl, flush_every: 1}\n",
@@ -1039,9 +1062,8 @@ static void s_slow_stage_round(const char *lane)
     const char *args[] = {"run", "slowstop.yaml", "--report", "report.json",
                           "--grace", "300ms", NULL};
     pid_t pid = s_spawn("log.txt", args);
-    /* Output leaves a worker when its batch is done, so the first line
-     * means a worker has just taken a fresh batch. */
-    cr_assert_eq(s_wait_sink(pid, "out.jsonl", 1, 60), 1);
+    free(sl_test_wait_log("log.txt", "msg=\"slow handler: record ", 60));
+    long at_signal = s_size("out.jsonl") / LINE_LEN;
     double t0 = sl_test_now();
     kill(pid, SIGTERM);
     int code = sl_test_wait_exit(pid, 60);
@@ -1060,9 +1082,10 @@ static void s_slow_stage_round(const char *lane)
     cr_assert_eq(s_ids_missing(&ids, read, miss, sizeof(miss)), 0, "%s", miss);
     cr_assert_eq(ids.lines, read);
     s_ids_fini(&ids);
-    cr_log_info("%s lane, 20 ms records: exit %d after %.3f s (grace 0.3 s), "
-                "read %ld, delivered %ld, spilled %ld", lane, code, took,
-                read, s_total(r, "delivered"), s_total(r, "spilled"));
+    cr_log_info("%s lane, 20 ms records: signal with %ld lines out, exit %d "
+                "after %.3f s (grace 0.3 s), read %ld, delivered %ld, spilled "
+                "%ld", lane, at_signal, code, took, read,
+                s_total(r, "delivered"), s_total(r, "spilled"));
     cr_assert_lt(took, 1.3, "%s lane: the run ended %.3f s after SIGTERM "
                  "with a grace of 0.3 s: the workers finished whole batches "
                  "of 20 ms records instead of spilling what they had not "
