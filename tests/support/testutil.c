@@ -6,11 +6,13 @@
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <ftw.h>
@@ -132,8 +134,173 @@ long sl_test_count_lines(const char *path)
     return lines;
 }
 
+/* ---- the CLI under valgrind --------------------------------------------- */
+
+/* What memcheck reports: leaks that are sluice's to free (definite and
+ * indirect) count as errors and end the CLI with SL_TEST_VALGRIND_EXIT.
+ * Worker processes of process lanes are `sluice __worker` children that
+ * valgrind does not follow, so this checks the main process only. */
+#define S_VG_OPTS                                                           \
+    "--tool=memcheck --leak-check=full "                                    \
+    "--show-leak-kinds=definite,indirect "                                  \
+    "--errors-for-leak-kinds=definite,indirect --track-fds=no "             \
+    "--trace-children=no --child-silent-after-fork=yes --num-callers=30"
+#define S_VG_SUPP SL_TEST_SOURCE_DIR "/tests/valgrind.supp"
+/* Bounded waits are this many times longer under valgrind. */
+#define S_VG_SLACK 10.0
+
+int sl_test_valgrind(void)
+{
+    const char *dir = getenv("SLUICE_TEST_VALGRIND");
+    return dir && *dir;
+}
+
+static double s_slack(void)
+{
+    return sl_test_valgrind() ? S_VG_SLACK : 1.0;
+}
+
+/* The log folder, absolute (tests change directory), made if missing.
+ * Tests paste the CLI's path into shell commands, quoted or not, so the
+ * folder's path must need no quoting. */
+static const char *s_vg_dir(void)
+{
+    static char dir[4096];
+    if (dir[0])
+        return dir;
+    const char *want = getenv("SLUICE_TEST_VALGRIND");
+    char path[4096];
+    cr_assert_lt(strlen(want), sizeof(path) - 1, "SLUICE_TEST_VALGRIND is "
+                 "too long");
+    snprintf(path, sizeof(path), "%s", want);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(path, 0755);
+        *p = '/';
+    }
+    mkdir(path, 0755);
+    cr_assert_not_null(realpath(path, dir), "SLUICE_TEST_VALGRIND=%s: %s",
+                       want, strerror(errno));
+    cr_assert_eq(strspn(dir, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs"
+                             "tuvwxyz0123456789/._+-"), strlen(dir),
+                 "SLUICE_TEST_VALGRIND=%s: the folder's path must be made "
+                 "of letters, digits and / . _ + - only", dir);
+    return dir;
+}
+
+/* The absolute path of program on $PATH, in buf; NULL if there is none. */
+static const char *s_which(const char *program, char *buf, size_t len)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/bin:/bin";
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        if (n > 0 && (size_t)snprintf(buf, len, "%.*s/%s", (int)n, path,
+                                      program) < len &&
+            access(buf, X_OK) == 0)
+            return buf;
+        path += n + (path[n] == ':');
+    }
+    return NULL;
+}
+
+/* Writes DIR/sluice-memcheck, the script that stands for the CLI: it
+ * execs valgrind in its own process, so the pid a test holds, the signals
+ * it sends and PR_SET_PDEATHSIG all reach the CLI. Each test process
+ * writes it anew (same text) and renames it into place, so concurrent
+ * tests never see half a script. Logs are named by pid and 32 random
+ * bits, as a pid comes round again soon enough (pid_max may be 32768)
+ * for a later log to overwrite an earlier one. */
+static const char *s_vg_script(void)
+{
+    static char path[4200];
+    if (path[0])
+        return path;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    cr_assert_fail("SLUICE_TEST_VALGRIND needs a build without sanitizers: "
+                   "valgrind cannot run a sanitized CLI (make valgrind)");
+#endif
+    const char *dir = s_vg_dir();
+    char vg[4096];
+    cr_assert_not_null(s_which("valgrind", vg, sizeof(vg)),
+                       "SLUICE_TEST_VALGRIND is set but valgrind is not "
+                       "installed (apt-get install valgrind)");
+    char tmp[4200], supp[sizeof(S_VG_SUPP) + 32] = "";
+    if (access(S_VG_SUPP, R_OK) == 0)
+        snprintf(supp, sizeof(supp), " --suppressions='%s'", S_VG_SUPP);
+    snprintf(tmp, sizeof(tmp), "%s/.sluice-memcheck.%d", dir, (int)getpid());
+    snprintf(path, sizeof(path), "%s/sluice-memcheck", dir);
+    FILE *f = fopen(tmp, "w");
+    cr_assert_not_null(f, "%s: %s", tmp, strerror(errno));
+    fprintf(f,
+            "#!/bin/sh\n"
+            "# The sluice CLI under valgrind memcheck, written by the test "
+            "suite\n# (tests/support/testutil.c, docs/testing.md).\n"
+            "read SLUICE_VG_ID </proc/sys/kernel/random/uuid\n"
+            "SLUICE_VG_ID=${SLUICE_VG_ID%%%%-*}\n"
+            "export SLUICE_VG_ID\n"
+            "exec '%s' " S_VG_OPTS " --error-exitcode=%d%s \\\n"
+            "    --log-file='%s/%%p-%%q{SLUICE_VG_ID}.log' \\\n"
+            "    '%s' \"$@\"\n",
+            vg, SL_TEST_VALGRIND_EXIT, supp, dir,
+            SL_TEST_BINARY_DIR "/tools/sluice");
+    int ok = fchmod(fileno(f), 0755) == 0;
+    ok = (fclose(f) == 0) && ok;
+    cr_assert(ok && rename(tmp, path) == 0, "cannot write %s: %s", path,
+              strerror(errno));
+    return path;
+}
+
+/* Fails the test with the memcheck report of pid (0: the newest log of the
+ * folder that reports errors), which ended with SL_TEST_VALGRIND_EXIT. */
+static void s_vg_fail(pid_t pid, const char *what)
+{
+    const char *dir = s_vg_dir();
+    char prefix[32], best[4400] = "";
+    snprintf(prefix, sizeof(prefix), "%d-", (int)pid);
+    double newest = -1;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".log") != 0 ||
+            (pid > 0 && strncmp(e->d_name, prefix, strlen(prefix)) != 0))
+            continue;
+        char path[4400];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (stat(path, &st) != 0)
+            continue;
+        double mtime = (double)st.st_mtim.tv_sec +
+                       (double)st.st_mtim.tv_nsec / 1e9;
+        if (pid == 0) {
+            char *text = sl_test_read_file(path, NULL);
+            int bad = text && strstr(text, "ERROR SUMMARY: ") &&
+                      !strstr(text, "ERROR SUMMARY: 0 errors");
+            free(text);
+            if (!bad)
+                continue;
+        }
+        if (mtime > newest) {
+            newest = mtime;
+            snprintf(best, sizeof(best), "%s", path);
+        }
+    }
+    if (d)
+        closedir(d);
+    char *text = best[0] ? sl_test_read_file(best, NULL) : NULL;
+    cr_assert_fail("memcheck found errors or leaks in the CLI (%s, exit "
+                   "%d); %s:\n%.12000s", what, SL_TEST_VALGRIND_EXIT,
+                   best[0] ? best : dir, text ? text : "(no log)");
+}
+
 const char *sl_test_cli(void)
 {
+    if (sl_test_valgrind())
+        return s_vg_script();
     return SL_TEST_BINARY_DIR "/tools/sluice";
 }
 
@@ -144,11 +311,14 @@ int sl_test_run(const char *cmd, char **output)
         return -1;
     char *buf = s_slurp(p, 8192, NULL);
     int status = pclose(p);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == SL_TEST_VALGRIND_EXIT && sl_test_valgrind())
+        s_vg_fail(0, cmd);
     if (output)
         *output = buf;
     else
         free(buf);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return code;
 }
 
 double sl_test_now(void)
@@ -161,13 +331,17 @@ double sl_test_now(void)
 int sl_test_wait_exit(pid_t pid, double timeout_s)
 {
     const struct timespec tick = {0, 5 * 1000 * 1000};
-    double end = sl_test_now() + timeout_s;
+    double end = sl_test_now() + timeout_s * s_slack();
     int status;
     for (;;) {
         pid_t got = waitpid(pid, &status, WNOHANG);
-        if (got == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status)
-                                     : 128 + WTERMSIG(status);
+        if (got == pid) {
+            int code = WIFEXITED(status) ? WEXITSTATUS(status)
+                                         : 128 + WTERMSIG(status);
+            if (code == SL_TEST_VALGRIND_EXIT && sl_test_valgrind())
+                s_vg_fail(pid, "a spawned CLI");
+            return code;
+        }
         cr_assert(got == 0 || errno == EINTR, "waitpid: %s", strerror(errno));
         if (sl_test_now() > end) {
             kill(pid, SIGKILL);
@@ -181,7 +355,7 @@ int sl_test_wait_exit(pid_t pid, double timeout_s)
 int sl_test_wait_lines(const char *path, long lines, double timeout_s)
 {
     const struct timespec tick = {0, 5 * 1000 * 1000};
-    double end = sl_test_now() + timeout_s;
+    double end = sl_test_now() + timeout_s * s_slack();
     while (sl_test_count_lines(path) < lines) {
         if (sl_test_now() > end)
             return 0;
@@ -425,7 +599,7 @@ pid_t sl_test_spawn_cli(const char *log, const char *const *args)
 char *sl_test_wait_log(const char *log, const char *what, double timeout_s)
 {
     const struct timespec tick = {0, 5 * 1000 * 1000};
-    double end = sl_test_now() + timeout_s;
+    double end = sl_test_now() + timeout_s * s_slack();
     char path[4096];
     if (log[0] == '/')
         snprintf(path, sizeof(path), "%s", log);
@@ -437,7 +611,7 @@ char *sl_test_wait_log(const char *log, const char *what, double timeout_s)
             return text;
         if (sl_test_now() > end)
             cr_assert_fail("no '%s' in the log after %.0f s:\n%s", what,
-                           timeout_s, text ? text : "(no log)");
+                           timeout_s * s_slack(), text ? text : "(no log)");
         free(text);
         nanosleep(&tick, NULL);
     }

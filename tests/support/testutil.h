@@ -37,11 +37,24 @@ int sl_test_write_file(const char *path, const char *text);
 char *sl_test_read_file(const char *path, size_t *len);
 /* Counts '\n'-terminated lines in a file; -1 if it cannot be read. */
 long sl_test_count_lines(const char *path);
-/* Path of the built `sluice` CLI. */
+/* Path of the built `sluice` CLI. With SLUICE_TEST_VALGRIND=DIR set (an
+ * absolute or relative folder, made if missing, with no blanks or quotes
+ * in its path) it is instead a script in DIR that runs the CLI under
+ * valgrind memcheck, one log per process in DIR (docs/testing.md,
+ * "Valgrind"), so that every way a test starts the CLI is covered. */
 const char *sl_test_cli(void);
 /* Runs a shell command, capturing stdout+stderr into a malloc'd buffer;
- * returns the exit status (or -1). */
+ * returns the exit status (or -1). Under SLUICE_TEST_VALGRIND, an exit
+ * status of SL_TEST_VALGRIND_EXIT fails the test with the report. */
 int sl_test_run(const char *cmd, char **output);
+
+/* The exit status of a CLI in which memcheck found an error or a definite
+ * or indirect leak. */
+#define SL_TEST_VALGRIND_EXIT 99
+/* 1 when the CLI runs under valgrind (SLUICE_TEST_VALGRIND is set): for a
+ * test to skip a check of how fast something happens, which valgrind's
+ * 20-50x slow-down would fail. */
+int sl_test_valgrind(void);
 
 /* In a sanitizer build: whatever UBSAN_OPTIONS the caller set, a report
  * in a worker process must end it with exit code 1, so that the reason a
@@ -52,7 +65,10 @@ void sl_test_sanitizer_worker_env(void);
 double sl_test_now(void);
 /* Waits at most timeout_s seconds for child pid to end. Returns its exit
  * code, or 128 + the signal that ended it; if it is still running then,
- * kills it and returns -1. */
+ * kills it and returns -1. Under SLUICE_TEST_VALGRIND an exit code of
+ * SL_TEST_VALGRIND_EXIT fails the test with pid's memcheck report.
+ * The bounded waits here (sl_test_wait_exit, sl_test_wait_log,
+ * sl_test_wait_lines) wait 10 times longer under valgrind. */
 int sl_test_wait_exit(pid_t pid, double timeout_s);
 
 /* Starts the CLI with argv[1..] = args (NULL-terminated: the subcommand
