@@ -7,7 +7,8 @@ set -eu
 PACKAGES="build-essential cmake pkg-config libzmq3-dev libmsgpack-dev \
 libcriterion-dev libyaml-dev libjansson-dev libyajl-dev libcsv-dev \
 libmicrohttpd-dev python3-prometheus-client libcurl4-openssl-dev libsqlite3-dev \
-liblua5.4-dev libpq-dev postgresql curl iproute2"
+liblua5.4-dev libpq-dev postgresql curl iproute2 \
+valgrind clang-14 libclang-rt-14-dev llvm-14"
 
 missing=""
 for p in $PACKAGES; do
