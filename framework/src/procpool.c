@@ -1002,8 +1002,13 @@ static sl_work_t *s_blame(sl_procpool_t *pp, pp_child_t *c, sl_work_t *w,
     while (sl__batch_next(&it, &env, &p, &len) == 1 && i < index)
         i++;
     uint32_t attempts = env.attempts + 1;
-    if (attempts < r->spec->max_attempts)
+    if (attempts < r->spec->max_attempts) {
+        /* A death is a failed attempt like a handler's error, and counts
+         * in `retried` like one. */
+        atomic_fetch_add_explicit(&r->workers[c->index].stats.retried, 1,
+                                  RELAXED);
         return s_slice(w, index, index + 1, 1);
+    }
 
     char why[256];
     snprintf(why, sizeof(why), "%s while processing (attempt %u of %u)",

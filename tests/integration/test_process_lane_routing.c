@@ -318,6 +318,8 @@ Test(process_lane_routing, dead_letters_to_a_stage, .timeout = 120)
     cr_assert_eq(mb.in, N);
     cr_assert_eq(mb.errors, n_bad);
     cr_assert_eq(mb.restarts, 2, "the crash record had two attempts");
+    cr_assert_eq(mb.retried, n_bad, "each failing record was tried again "
+                 "once, the one that killed its worker too");
     cr_assert_eq(q.in, n_bad);
     sl__run_destroy(&run);
 
