@@ -5,6 +5,8 @@
  * libcsv keeps its field buffer and csv_row its row buffer across records,
  * so a record costs no allocation once they have grown.
  */
+#include "record_map.h"
+
 #include <sluice/stage.h>
 
 #include <errno.h>
@@ -243,8 +245,9 @@ static int cp_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     char where[512];
     uint32_t src;
 
-    if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+    int map_rc = stage_record_map(ctx, rec, &map);
+    if (map_rc < 0)
+        return map_rc;
     const msgpack_object_kv *kv = map->via.map.ptr;
     uint32_t n = map->via.map.size;
     for (src = 0; src < n; src++)

@@ -8,6 +8,7 @@
  */
 #include "dedupe_conf.h"
 #include "dedupe_table.h"
+#include "record_map.h"
 
 #include <sluice/stage.h>
 
@@ -140,8 +141,9 @@ static int dedupe_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     size_t len;
     const void *data = sl_record_data(rec, &len);
     const msgpack_object *map;
-    if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+    int map_rc = stage_record_map(ctx, rec, &map);
+    if (map_rc < 0)
+        return map_rc;
 
     d->key.size = 0;
     for (size_t i = 0; i < d->c.n_fields; i++) {

@@ -12,6 +12,7 @@
  */
 #include "fields_cast.h"
 #include "fields_plan.h"
+#include "record_map.h"
 
 #include <sluice/stage.h>
 
@@ -405,11 +406,9 @@ static int fields_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
 {
     fields_t *f = state;
     const msgpack_object *in;
-    int rc = sl_record_map(rec, &in);
-    if (rc == -ENOMEM)
-        return sl_ctx_error(ctx, "out of memory decoding the record");
+    int rc = stage_record_map(ctx, rec, &in);
     if (rc < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+        return rc;
     f->zone = sl_record_zone(rec);
     f->nowned = 0;
     msgpack_object root = *in;

@@ -8,6 +8,8 @@
  * msgpack is decoded too, to keep malformed bytes out of the file). One
  * worker at most: a second writer would interleave partial buffers.
  */
+#include "record_map.h"
+
 #include <sluice/json.h>
 #include <sluice/stage.h>
 
@@ -502,11 +504,9 @@ static int fs_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
      * checks only the first byte of what a plugin emits, and bytes that are
      * not one whole map would corrupt the file for every reader after them.
      * The decode is bounded by the bytes at hand. */
-    rc = sl_record_map(rec, &map);
-    if (rc == -ENOMEM)
-        return sl_ctx_error(ctx, "out of memory decoding the record");
+    rc = stage_record_map(ctx, rec, &map);
     if (rc < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+        return rc;
     if (st->o.format == FS_MSGPACK && !st->o.nfields) {
         size_t len;
         const void *data = sl_record_data(rec, &len);

@@ -5,6 +5,7 @@
  * unchanged (no re-encoding), so a kept record costs one copy.
  */
 #include "expr.h"
+#include "record_map.h"
 
 #include <sluice/stage.h>
 
@@ -58,8 +59,9 @@ static int filter_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
 {
     const filter_t *f = state;
     const msgpack_object *map;
-    if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+    int map_rc = stage_record_map(ctx, rec, &map);
+    if (map_rc < 0)
+        return map_rc;
     if (!expr_eval(f->expr, map))
         return 0;
     size_t len;

@@ -6,6 +6,8 @@
  * bytes are then copied into the output as they are, so the parsed values
  * are never packed twice. Only the record's own fields are re-packed.
  */
+#include "record_map.h"
+
 #include <sluice/json.h>
 #include <sluice/stage.h>
 
@@ -215,8 +217,9 @@ static int jp_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     char where[512], err[256];
     uint32_t src;
 
-    if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+    int map_rc = stage_record_map(ctx, rec, &map);
+    if (map_rc < 0)
+        return map_rc;
     for (src = 0; src < map->via.map.size; src++)
         if (s_key_is(&map->via.map.ptr[src].key, st->field, st->field_len))
             break;

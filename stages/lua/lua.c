@@ -8,6 +8,7 @@
  * than the process.
  */
 #include "lua_conv.h"
+#include "record_map.h"
 
 #include <sluice/stage.h>
 
@@ -558,8 +559,9 @@ static int lua_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
 {
     slua_t *s = state;
     const msgpack_object *map;
-    if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+    int map_rc = stage_record_map(ctx, rec, &map);
+    if (map_rc < 0)
+        return map_rc;
     call_t call = {.s = s, .ctx = ctx, .rec = rec, .map = map};
     lua_State *L = s->L;
     slua_order_reset(&s->order);

@@ -20,6 +20,7 @@
  * rows that are not in the table.
  */
 #include "pg_sink.h"
+#include "record_map.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -208,8 +209,9 @@ static int s_row(pg_state_t *st, sl_ctx_t *ctx, sl_record_t *rec)
     size_t mark = st->buf.len;
     int rc;
 
-    if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+    int map_rc = stage_record_map(ctx, rec, &map);
+    if (map_rc < 0)
+        return map_rc;
     for (size_t i = 0; i < st->o.ncols; i++) {
         const pg_col_t *c = &st->o.cols[i];
         const msgpack_object *v =

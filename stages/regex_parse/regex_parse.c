@@ -9,6 +9,7 @@
  * leaves nothing half-emitted), and the output is packed straight into
  * the emitted record.
  */
+#include "record_map.h"
 #include "rp_conf.h"
 #include "rp_fast.h"
 #include "rp_value.h"
@@ -233,8 +234,9 @@ static int rp_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     const msgpack_object *map;
     uint32_t src;
 
-    if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+    int map_rc = stage_record_map(ctx, rec, &map);
+    if (map_rc < 0)
+        return map_rc;
     for (src = 0; src < map->via.map.size; src++) {
         const msgpack_object *k = &map->via.map.ptr[src].key;
         if (k->type == MSGPACK_OBJECT_STR &&

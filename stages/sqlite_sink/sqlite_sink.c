@@ -15,6 +15,7 @@
  * One worker at most: SQLite has one writer per database, so a second
  * worker would only wait for the first one's transaction (or time out).
  */
+#include "record_map.h"
 #include "sqlite_opts.h"
 
 #include <sluice/json.h>
@@ -256,8 +257,9 @@ static int sq_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     const msgpack_object *map;
     int rc;
 
-    if (sl_record_map(rec, &map) < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+    int map_rc = stage_record_map(ctx, rec, &map);
+    if (map_rc < 0)
+        return map_rc;
     for (size_t i = 0; i < st->o.ncols; i++) {
         const sq_col_t *c = &st->o.cols[i];
         const msgpack_object *v =

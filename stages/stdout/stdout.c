@@ -4,6 +4,8 @@
  * and at flush(), so a fast pipeline does not make one syscall per record.
  * One worker at most: lines from two workers would interleave.
  */
+#include "record_map.h"
+
 #include <sluice/json.h>
 #include <sluice/stage.h>
 
@@ -157,11 +159,9 @@ static int stdout_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     size_t mark = st->out.size;
     int rc;
 
-    rc = sl_record_map(rec, &map);
-    if (rc == -ENOMEM)
-        return sl_ctx_error(ctx, "out of memory decoding the record");
+    rc = stage_record_map(ctx, rec, &map);
     if (rc < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+        return rc;
     if (st->o.pretty) {
         st->tmp.size = 0;
         rc = sl_json_encode(map, &st->tmp);

@@ -204,7 +204,10 @@ static int window_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
     wn_table_t *t = &w->t;
     unsigned long long id = (unsigned long long)sl_record_id(rec);
     const msgpack_object *map;
-    if (sl_record_map(rec, &map) < 0)
+    int map_rc = sl_record_map(rec, &map);
+    if (map_rc == -ENOMEM)
+        return sl_ctx_error(ctx, "record %llu: out of memory decoding it", id);
+    if (map_rc < 0)
         return sl_ctx_fail(ctx, "record %llu is not a msgpack map", id);
     int64_t ts;
     int rc = read_time(w, ctx, map, id, &ts);

@@ -24,6 +24,7 @@
  * the linger to deliver what it holds, and if that runs out the flush
  * fails, so the run does not end as if everything had left.
  */
+#include "record_map.h"
 #include "zsnk_conf.h"
 
 #include <sluice/json.h>
@@ -176,11 +177,9 @@ static int zk_process(void *state, sl_ctx_t *ctx, sl_record_t *rec)
      * (in a batch, spoiling the records after them). The decode is
      * bounded by the bytes at hand and by limits.max_depth. */
     const msgpack_object *map;
-    rc = sl_record_map(rec, &map);
-    if (rc == -ENOMEM)
-        return sl_ctx_error(ctx, "out of memory decoding the record");
+    rc = stage_record_map(ctx, rec, &map);
     if (rc < 0)
-        return sl_ctx_fail(ctx, "record is not a msgpack map");
+        return rc;
     if (st->o.format == ZSNK_MSGPACK) {
         const void *data = sl_record_data(rec, &len);
         if (st->o.batch == 1) {
