@@ -644,8 +644,10 @@ static const char *s_check_result(sl_procpool_t *pp, const ppw_msg_t *m,
     size_t n_retry = m->retried ? 2 : 0;
     if (m->n_out < 1 || (uint64_t)m->n_out + m->n_dl + n_retry != nb)
         return "worker process sent a result without output";
-    if ((m->n_dl || m->retried) && !w)
-        return "worker process sent failures with a flush";
+    /* a flush may dead-letter what it emitted over the limits, but it has
+     * no input records to retry */
+    if (m->retried && !w)
+        return "worker process sent retries with a flush";
     if (m->n_dl && r->spec->dl_stage < 0)
         return "worker process sent dead letters without a dead-letter stage";
     if (m->retried && (m->retried > w->count ||

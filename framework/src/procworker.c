@@ -165,6 +165,9 @@ static int s_on_full(sl_ctx_t *ctx, void *arg)
     return s_frames_push(&c->held, &ctx->out);
 }
 
+static void s_on_reject(sl_ctx_t *ctx, const void *rec, size_t len,
+                        const char *msg, void *arg);
+
 static int s_send_small(s_child_t *c, ppw_type_t type)
 {
     unsigned char hdr[PPW_SMALL_SIZE];
@@ -280,6 +283,8 @@ static int s_setup(s_child_t *c, unsigned worker)
     c->ctx.no_emit = c->desc->kind == SL_STAGE_SINK;
     c->ctx.on_full = s_on_full;
     c->ctx.on_full_arg = c;
+    c->ctx.on_reject = s_on_reject;
+    c->ctx.on_reject_arg = c;
 
     sl__diag_init(&diag);
     char context[160];
@@ -336,6 +341,23 @@ static int s_dead_letter_to_stage(s_child_t *c, const sl_envelope_t *env,
     if (rc == 0 && c->dl_out.count >= c->dl_batch)
         rc = s_frames_push(&c->dl_held, &c->dl_out);
     return rc;
+}
+
+/* A record from flush() over the stage's limits: as on a thread lane
+ * (worker.c) no input record stands for it, so it is counted nowhere and
+ * goes to the dead-letter target with the reason, one attempt. */
+static void s_on_reject(sl_ctx_t *ctx, const void *rec, size_t len,
+                        const char *msg, void *arg)
+{
+    s_child_t *c = arg;
+    sl_envelope_t env = {.id = sl__ctx_fresh_id(ctx), .ts_ns = sl_now_ns()};
+    uint64_t now = env.ts_ns;
+    if (c->stage->dl_stage >= 0 &&
+        s_dead_letter_to_stage(c, &env, rec, len, msg, 1, now, now) == 0)
+        return;
+    sl__record_give_up_at(c->stage->name, (int)c->ctx.worker,
+                          &c->errors_logged, c->dl, &env, rec, len, msg, 1,
+                          now, now);
 }
 
 /* One failed attempt (see sl__worker_record_failed): back to the parent
