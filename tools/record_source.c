@@ -158,9 +158,34 @@ static void s_input_error(sl_ctx_t *ctx, const char *msg, void *arg)
         fprintf(stderr, "sluice record: stage '%s': %s\n", r->o->stage, msg);
 }
 
+/* A record over the source's limits: an input error, whose message names
+ * the stage already. */
+static void s_reject(sl_ctx_t *ctx, const void *rec, size_t len,
+                     const char *msg, void *arg)
+{
+    (void)ctx;
+    (void)rec;
+    (void)len;
+    s_rec_t *r = arg;
+    if (++r->res->input_errors <= S_SHOWN_INPUT_ERRORS)
+        fprintf(stderr, "sluice record: %s\n", msg);
+}
+
 static uint64_t s_mono(void)
 {
     return sl_mono_ns();
+}
+
+/* A call of the source that returned anything but what it may: the
+ * message the plugin gave, or what the code means. The records it emitted
+ * before are in the trace. */
+static int s_failed(s_rec_t *r, sl_ctx_t *ctx, int rc, const char *call)
+{
+    char code[SL_RC_TEXT_MAX];
+    fprintf(stderr, "sluice record: stage '%s' failed: %s\n", r->o->stage,
+            rc < 0 && ctx->has_err ? ctx->err
+                                   : sl__rc_text(rc, call, code, sizeof(code)));
+    return rc < 0 ? rc : -EPROTO;
 }
 
 /* Pulls until the end, --count, --duration or a signal. */
@@ -193,15 +218,8 @@ static int s_pull_loop(s_rec_t *r, const sl_stage_desc_t *d, void *state,
             return wrc;
         /* An undefined positive code fails it too: read as 0 (nothing
          * now), the source would be pulled for ever. */
-        if (rc != 0 && rc != SL_EOF) {
-            char code[SL_RC_TEXT_MAX];
-            fprintf(stderr, "sluice record: stage '%s' failed: %s\n",
-                    r->o->stage,
-                    rc < 0 && ctx->has_err
-                        ? ctx->err
-                        : sl__rc_text(rc, "pull", code, sizeof(code)));
-            return rc < 0 ? rc : -EPROTO;
-        }
+        if (rc != 0 && rc != SL_EOF)
+            return s_failed(r, ctx, rc, "pull");
         if (rc == SL_EOF) {
             if (d->flush) {
                 sl__ctx_begin_flush(ctx);
@@ -209,6 +227,8 @@ static int s_pull_loop(s_rec_t *r, const sl_stage_desc_t *d, void *state,
                 sl__ctx_end_call(ctx);
                 if ((wrc = s_drain(r, ctx)))
                     return wrc;
+                if (rc != 0)
+                    return s_failed(r, ctx, rc, "flush");
             }
             return 0;
         }
@@ -255,6 +275,11 @@ int sl__record_source(const sl_rec_opts_t *o, sl_rec_result_t *res)
     ctx_ready = 1;
     ctx.on_input_error = s_input_error;
     ctx.on_input_error_arg = &r;
+    /* as in a run: a record over the stage's limits is an input error,
+     * not a record of the trace */
+    ctx.limits = st->limits;
+    ctx.on_reject = s_reject;
+    ctx.on_reject_arg = &r;
     char ctxname[300];
     snprintf(ctxname, sizeof(ctxname), "stage '%s'", st->name);
     sl__config_doc_set_diag(topo->doc, &diag, ctxname);

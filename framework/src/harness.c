@@ -184,8 +184,17 @@ static sl_harness_t *s_new(const char *name, const char *config_yaml,
                                 d->name);
         }
     }
-    if (h->diag.count == 0 && d->validate)
-        d->validate(cfg);
+    if (h->diag.count == 0 && d->validate) {
+        int vrc = d->validate(cfg);
+        /* as `sluice check` says it: a refusal without a diagnostic */
+        if (vrc != 0 && h->diag.count == 0) {
+            char code[SL_RC_TEXT_MAX];
+            snprintf(err, errlen, "plugin '%s' rejected its config (%s)",
+                     d->name,
+                     sl__rc_text(vrc, "validate", code, sizeof(code)));
+            goto fail;
+        }
+    }
     if (h->diag.count)
         goto fail_diag;
     if (sl__ctx_init(&h->ctx, name, 0, 0, 1, d->kind == SL_STAGE_SOURCE,

@@ -454,6 +454,14 @@ Test(bad_input, plugin_garbage_codes_from_validate_init_and_flush,
     cr_assert_not_null(out);
     cr_expect_str_eq(out, "{\"i\":1}\n{\"i\":2}\n");
     free(out);
+    /* The harness (`sluice test`, stage tests) refuses it the same way. */
+    char err[1024];
+    sl_harness_t *h = sl_harness_new(PLUGINS "/garbage.so", "validate_rc: 5",
+                                     NULL, err, sizeof(err));
+    cr_assert_null(h, "a config its validate() refused was accepted");
+    cr_expect_str_eq(err, "plugin 'garbage' rejected its config "
+                          "(validate returned 5, not 0 or a negative errno "
+                          "code)");
 }
 
 /* A source that emits past its budget, and non-maps: the host takes

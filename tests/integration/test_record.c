@@ -172,6 +172,50 @@ Test(record, source_with_event_time_is_byte_exact)
     free(topo);
 }
 
+/* The stage's limits apply as in a run: a record over them is an input
+ * error with the reason, and stays out of the trace. */
+Test(record, source_records_over_the_limits_are_input_errors)
+{
+    char *in = s_path("in.jsonl"), *topo = s_path("t.yaml");
+    char big[400];
+    memset(big, 'x', sizeof(big));
+    big[sizeof(big) - 1] = '\0';
+    char *text = NULL;
+    cr_assert_gt(asprintf(&text, "{\"id\":1}\n{\"id\":2,\"s\":\"%s\"}\n"
+                                 "{\"id\":3}\n",
+                          big),
+                 0);
+    cr_assert_eq(sl_test_write_file(in, text), 0);
+    cr_assert_eq(sl_test_write_file(topo,
+                                    "stages:\n"
+                                    "  - name: src\n"
+                                    "    plugin: file_source\n"
+                                    "    limits: {max_record_bytes: 256}\n"
+                                    "    config: {path: in.jsonl}\n"
+                                    "  - name: out\n"
+                                    "    plugin: \"null\"\n"),
+                 0);
+    char *out, *err;
+    int code = s_cli("record t.yaml --stage src -o src.trace", &out, &err);
+    cr_assert_eq(code, 0, "%s%s", out, err);
+    cr_assert(strstr(out, "recorded 2 records into src.trace"), "%s", out);
+    cr_assert(strstr(out, "input errors in the source: 1\n"), "%s", out);
+    cr_assert(strstr(err, "sluice record: stage 'src': record of 409 bytes "
+                          "is over limits.max_record_bytes (256)\n"),
+              "%s", err);
+    char *trace = s_path("src.trace");
+    s_entry_t *e;
+    char origin[256];
+    cr_assert_eq(s_read_trace(trace, &e, origin, sizeof(origin)), 2);
+    s_free_entries(e, 2);
+    free(trace);
+    free(out);
+    free(err);
+    free(text);
+    free(in);
+    free(topo);
+}
+
 Test(record, source_by_emission_time_with_count)
 {
     char *topo = s_path("g.yaml");
