@@ -227,7 +227,9 @@ static int s_pull_loop(s_rec_t *r, const sl_stage_desc_t *d, void *state,
                 sl__ctx_end_call(ctx);
                 if ((wrc = s_drain(r, ctx)))
                     return wrc;
-                if (rc != 0)
+                /* as in a run, a positive flush() result is not an
+                 * error */
+                if (rc < 0)
                     return s_failed(r, ctx, rc, "flush");
             }
             return 0;
